@@ -1,0 +1,262 @@
+//! The broker: the store, the vhosts, the users, resource alarms, and start-up recovery.
+
+use crate::auth::{self, User};
+use crate::error::{CoreError, CoreResult, ErrorKind};
+use crate::message::Message;
+use crate::persist::{Record, UserRecord};
+use crate::queue::{Queue, StoredBody};
+use crate::resources::{Limits, Resources};
+use crate::vhost::VHost;
+use junction_storage::{Op, Store};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// Users that may only log in from a loopback address.
+    pub loopback_users: Vec<String>,
+    pub default_vhost: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("junction-data"),
+            limits: Limits::default(),
+            loopback_users: vec!["guest".into()],
+            default_vhost: "/".into(),
+        }
+    }
+}
+
+/// What start-up recovery found.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub vhosts: usize,
+    pub exchanges: usize,
+    pub queues: usize,
+    pub bindings: usize,
+    pub messages: usize,
+    pub millis: u128,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    store: Arc<Store>,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    users: RwLock<HashMap<String, UserRecord>>,
+    resources: Arc<Resources>,
+    queue_ids: Arc<AtomicU64>,
+    connection_ids: AtomicU64,
+    recovery: RecoveryReport,
+}
+
+impl Broker {
+    /// Opens the store in the configured data directory and restores everything durable.
+    pub fn open(config: BrokerConfig) -> CoreResult<Arc<Broker>> {
+        let store = Store::open(&config.data_dir.join("store"))
+            .map_err(|e| CoreError::internal(format!("cannot open store: {e}")))?;
+        let mut broker = Broker {
+            resources: Arc::new(Resources::new(config.limits.clone())),
+            config,
+            store: Arc::new(store),
+            vhosts: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            queue_ids: Arc::new(AtomicU64::new(1)),
+            connection_ids: AtomicU64::new(1),
+            recovery: RecoveryReport::default(),
+        };
+        broker.recovery = broker.recover()?;
+        let default_vhost = broker.config.default_vhost.clone();
+        if broker.vhost(&default_vhost).is_none() {
+            broker.add_vhost(&default_vhost);
+        }
+        if broker.users.read().is_empty() {
+            broker.put_user("guest", &auth::hash_password("guest"), vec!["administrator".into()])?;
+        }
+        Ok(Arc::new(broker))
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.resources
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.connection_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
+    }
+
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        let mut vhosts = self.vhosts.write();
+        if let Some(v) = vhosts.get(name) {
+            return v.clone();
+        }
+        self.store.submit(vec![Record::VHost { name: name.into() }.put()]);
+        let vhost = VHost::new(name, self.store.clone(), self.resources.clone(), self.queue_ids.clone());
+        vhosts.insert(name.into(), vhost.clone());
+        vhost
+    }
+
+    /// Creates or replaces a user with an argon2 hash (PHC string).
+    pub fn put_user(&self, name: &str, password_hash: &str, tags: Vec<String>) -> CoreResult<()> {
+        auth::validate_hash(password_hash)?;
+        let record = UserRecord { name: name.into(), password_hash: password_hash.into(), tags };
+        self.store.submit(vec![Record::User(record.clone()).put()]);
+        self.users.write().insert(name.into(), record);
+        Ok(())
+    }
+
+    /// Checks a login. The hash is verified on the blocking pool.
+    pub async fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> CoreResult<User> {
+        let refused = || CoreError::refused(format!("login refused for user '{name}'"));
+        let Some(record) = self.users.read().get(name).cloned() else {
+            return Err(refused());
+        };
+        if !auth::peer_allowed(name, peer, &self.config.loopback_users) {
+            return Err(CoreError::refused(format!(
+                "user '{name}' can only connect via localhost"
+            )));
+        }
+        let (hash, password) = (record.password_hash.clone(), password.to_string());
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            Ok(User::from(&record))
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// Samples free disk space for the disk alarm; call periodically.
+    pub fn check_disk(&self) {
+        if self.resources.disk_free_limit() == 0 {
+            return;
+        }
+        if let Some(free) = crate::resources::disk_free(&self.config.data_dir) {
+            self.resources.set_disk_free(free);
+        }
+    }
+
+    /// Syncs everything written and closes the store.
+    pub async fn shutdown(&self) {
+        let _ = self.store.barrier().await;
+        self.store.close();
+    }
+
+    fn recover(&mut self) -> CoreResult<RecoveryReport> {
+        let started = Instant::now();
+        let internal = |e: junction_storage::StoreError| CoreError::internal(e.to_string());
+        let mut report = RecoveryReport::default();
+        let mut records: Vec<Record> = Vec::new();
+        for (_, value) in self.store.load_meta().map_err(internal)? {
+            match Record::decode(&value) {
+                Some(r) => records.push(r),
+                None => tracing::warn!("skipping unreadable definition record"),
+            }
+        }
+        // Keys sort by kind: vhosts, exchanges, queues, bindings, users. Restore in that order.
+        let mut queues_by_id: HashMap<u64, Arc<Queue>> = HashMap::new();
+        for record in records {
+            match record {
+                Record::VHost { name } => {
+                    let vhost = VHost::new(&name, self.store.clone(), self.resources.clone(), self.queue_ids.clone());
+                    self.vhosts.write().insert(name, vhost);
+                    report.vhosts += 1;
+                }
+                Record::Exchange { vhost, spec } => {
+                    self.restored_vhost(&vhost)?.restore_exchange(spec);
+                    report.exchanges += 1;
+                }
+                Record::Queue { vhost, spec } => {
+                    self.queue_ids.fetch_max(spec.id + 1, Ordering::Relaxed);
+                    let id = spec.id;
+                    let queue = self.restored_vhost(&vhost)?.restore_queue(spec)?;
+                    queues_by_id.insert(id, queue);
+                    report.queues += 1;
+                }
+                Record::Binding(b) => {
+                    self.restored_vhost(&b.vhost)?.restore_binding(&b);
+                    report.bindings += 1;
+                }
+                Record::User(u) => {
+                    self.users.write().insert(u.name.clone(), u);
+                }
+            }
+        }
+        report.messages = self.recover_messages(&queues_by_id)?;
+        report.millis = started.elapsed().as_millis();
+        Ok(report)
+    }
+
+    fn restored_vhost(&self, name: &str) -> CoreResult<Arc<VHost>> {
+        self.vhost(name).ok_or_else(|| CoreError::new(ErrorKind::Internal, format!("record for unknown vhost '{name}'")))
+    }
+
+    /// Reloads every logged message into its queue; bodies are decoded once and shared.
+    fn recover_messages(&self, queues: &HashMap<u64, Arc<Queue>>) -> CoreResult<usize> {
+        let internal = |e: junction_storage::StoreError| CoreError::internal(e.to_string());
+        let mut entries = Vec::new();
+        let mut refs: HashMap<u64, u32> = HashMap::new();
+        self.store
+            .scan_queue_logs(|e| {
+                if queues.contains_key(&e.queue_id) {
+                    *refs.entry(e.body_id).or_default() += 1;
+                    entries.push(e);
+                }
+            })
+            .map_err(internal)?;
+        let mut bodies: HashMap<u64, (Arc<Message>, Arc<StoredBody>)> = HashMap::with_capacity(refs.len());
+        let mut orphans = Vec::new();
+        self.store
+            .scan_bodies(|id, bytes| match (refs.get(&id), Message::decode(bytes)) {
+                (Some(&n), Some(msg)) => {
+                    let stored = Arc::new(StoredBody { id, refs: AtomicU32::new(n) });
+                    bodies.insert(id, (Arc::new(msg), stored));
+                }
+                _ => orphans.push(Op::DeleteBody { id }),
+            })
+            .map_err(internal)?;
+        let mut recovered = 0;
+        for e in entries {
+            match bodies.get(&e.body_id) {
+                Some((msg, stored)) => {
+                    queues[&e.queue_id].recover(e.seq, msg.clone(), stored.clone());
+                    recovered += 1;
+                }
+                None => orphans.push(Op::Dequeue { queue_id: e.queue_id, seq: e.seq }),
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::info!(count = orphans.len(), "removing orphaned store entries");
+            self.store.submit(orphans);
+        }
+        Ok(recovered)
+    }
+}

@@ -1,0 +1,23 @@
+//! Junction's protocol-neutral broker core.
+//!
+//! Adapters translate their protocol's frames into calls on [`Broker`] and [`VHost`] (declare,
+//! bind, publish, consume, ack) and the core's deliveries back into frames. Nothing in here
+//! knows about AMQP, MQTT or STOMP.
+
+pub mod auth;
+pub mod broker;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod persist;
+pub mod queue;
+pub mod resources;
+pub mod topic;
+pub mod vhost;
+
+pub use broker::{Broker, BrokerConfig, RecoveryReport};
+pub use error::{CoreError, CoreResult, ErrorKind};
+pub use exchange::{ExchangeKind, ExchangeSpec};
+pub use message::{Message, Properties, Table, Value};
+pub use queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery, Queue};
+pub use vhost::{PublishOutcome, QueueDeclare, VHost};

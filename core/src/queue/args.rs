@@ -1,0 +1,139 @@
+//! Queue arguments (`x-*`), parsed once at declaration so the hot path reads plain fields.
+
+use crate::error::{CoreError, CoreResult};
+use crate::message::{Table, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest messages to make room.
+    #[default]
+    DropHead,
+    /// Refuse new messages; a confirming publisher gets a nack.
+    RejectPublish,
+    /// Refuse new messages and dead-letter them.
+    RejectPublishDlx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    #[default]
+    Classic,
+    /// Accepted for RabbitMQ compatibility; behaves as a classic durable queue.
+    Quorum,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueArgs {
+    pub message_ttl_ms: Option<u64>,
+    pub expires_ms: Option<u64>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    pub max_priority: Option<u8>,
+    pub single_active_consumer: bool,
+    pub delivery_limit: Option<u32>,
+    pub queue_type: QueueType,
+}
+
+impl QueueArgs {
+    /// Parses the arguments RabbitMQ understands; unknown `x-` arguments are kept but ignored,
+    /// as RabbitMQ does. A known argument with a bad type or value is a precondition failure.
+    pub fn parse(table: &Table) -> CoreResult<QueueArgs> {
+        let mut a = QueueArgs::default();
+        for (key, value) in table.iter() {
+            match key {
+                "x-message-ttl" => a.message_ttl_ms = Some(non_negative(key, value)?),
+                "x-expires" => a.expires_ms = Some(positive(key, value)?),
+                "x-max-length" => a.max_length = Some(non_negative(key, value)?),
+                "x-max-length-bytes" => a.max_length_bytes = Some(non_negative(key, value)?),
+                "x-overflow" => a.overflow = overflow(key, value)?,
+                "x-dead-letter-exchange" => a.dead_letter_exchange = Some(text(key, value)?.into()),
+                "x-dead-letter-routing-key" => a.dead_letter_routing_key = Some(text(key, value)?.into()),
+                "x-max-priority" => {
+                    let p = non_negative(key, value)?;
+                    a.max_priority = Some(p.min(255) as u8);
+                }
+                "x-single-active-consumer" => a.single_active_consumer = boolean(key, value)?,
+                "x-delivery-limit" => a.delivery_limit = Some(non_negative(key, value)?.min(u32::MAX as u64) as u32),
+                "x-queue-type" => {
+                    a.queue_type = match text(key, value)? {
+                        "classic" => QueueType::Classic,
+                        "quorum" => QueueType::Quorum,
+                        other => return Err(invalid(key, &format!("unsupported queue type '{other}'"))),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(a)
+    }
+
+    /// Number of priority levels the queue keeps (1 when it has no priorities).
+    pub fn priority_levels(&self) -> usize {
+        self.max_priority.map_or(1, |p| p as usize + 1)
+    }
+}
+
+fn invalid(key: &str, why: &str) -> CoreError {
+    CoreError::precondition(format!("invalid arg '{key}': {why}"))
+}
+
+fn non_negative(key: &str, v: &Value) -> CoreResult<u64> {
+    match v.as_i64() {
+        Some(n) if n >= 0 => Ok(n as u64),
+        Some(_) => Err(invalid(key, "must be non-negative")),
+        None => Err(invalid(key, "must be an integer")),
+    }
+}
+
+fn positive(key: &str, v: &Value) -> CoreResult<u64> {
+    match non_negative(key, v)? {
+        0 => Err(invalid(key, "must be positive")),
+        n => Ok(n),
+    }
+}
+
+fn text<'a>(key: &str, v: &'a Value) -> CoreResult<&'a str> {
+    v.as_str().ok_or_else(|| invalid(key, "must be a string"))
+}
+
+fn boolean(key: &str, v: &Value) -> CoreResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(invalid(key, "must be a boolean")),
+    }
+}
+
+fn overflow(key: &str, v: &Value) -> CoreResult<Overflow> {
+    match text(key, v)? {
+        "drop-head" => Ok(Overflow::DropHead),
+        "reject-publish" => Ok(Overflow::RejectPublish),
+        "reject-publish-dlx" => Ok(Overflow::RejectPublishDlx),
+        other => Err(invalid(key, &format!("unknown overflow behaviour '{other}'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_arguments_and_rejects_bad_types() {
+        let mut t = Table::default();
+        t.insert("x-message-ttl", Value::I32(500));
+        t.insert("x-overflow", Value::str("reject-publish"));
+        t.insert("x-max-priority", Value::U8(10));
+        t.insert("x-custom", Value::Bool(true));
+        let a = QueueArgs::parse(&t).unwrap();
+        assert_eq!(a.message_ttl_ms, Some(500));
+        assert_eq!(a.overflow, Overflow::RejectPublish);
+        assert_eq!(a.priority_levels(), 11);
+        t.insert("x-message-ttl", Value::str("soon"));
+        assert!(QueueArgs::parse(&t).is_err());
+        let mut e = Table::default();
+        e.insert("x-expires", Value::I32(0));
+        assert!(QueueArgs::parse(&e).is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Consumers as a queue sees them: where to send deliveries and how much credit they have.
+
+use super::Delivery;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What a queue tells a consumer.
+#[derive(Debug)]
+pub enum ConsumerEvent {
+    Deliver(Delivery),
+    /// The queue went away (deleted, expired); the consumer with this tag is cancelled.
+    Cancelled { tag: Arc<str>, cookie: u64 },
+}
+
+/// A prefetch window shared by every consumer of one channel (AMQP `basic.qos` with
+/// `global=true`). A limit of 0 means no limit.
+#[derive(Debug, Default)]
+pub struct ChannelCredit {
+    pub limit: AtomicU32,
+    pub in_flight: AtomicU32,
+}
+
+impl ChannelCredit {
+    pub fn has_room(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        limit == 0 || self.in_flight.load(Ordering::Acquire) < limit
+    }
+}
+
+/// What a protocol adapter supplies when it starts consuming.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub tag: Arc<str>,
+    /// Messages count as acknowledged the moment they are sent.
+    pub no_ack: bool,
+    /// No other consumer may use the queue while this one exists.
+    pub exclusive: bool,
+    /// Per-consumer prefetch; 0 means unlimited.
+    pub prefetch: u32,
+    pub channel_credit: Arc<ChannelCredit>,
+    pub sink: mpsc::UnboundedSender<ConsumerEvent>,
+    /// Opaque to the core and copied into every delivery: lets an adapter that funnels many
+    /// consumers into one sink tell them apart (AMQP uses the channel number).
+    pub cookie: u64,
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub id: u64,
+    pub spec: ConsumerSpec,
+    pub unacked: u32,
+}
+
+impl Consumer {
+    pub fn has_credit(&self) -> bool {
+        if self.spec.no_ack {
+            return true;
+        }
+        (self.spec.prefetch == 0 || self.unacked < self.spec.prefetch) && self.spec.channel_credit.has_room()
+    }
+}

@@ -1,0 +1,168 @@
+use crate::broker::{Broker, BrokerConfig};
+use crate::exchange::{ExchangeKind, ExchangeSpec};
+use crate::message::{Message, Properties, Table, Value};
+use crate::persist::DestinationKind;
+use crate::queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery};
+use crate::vhost::QueueDeclare;
+use crate::ErrorKind;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    Broker::open(BrokerConfig { data_dir: dir.to_path_buf(), ..Default::default() }).unwrap()
+}
+
+fn msg(body: &str, persistent: bool) -> Message {
+    let props = Properties { persistent, ..Default::default() };
+    Message::new("", "", props, Bytes::copy_from_slice(body.as_bytes()))
+}
+
+fn declare(name: &str, durable: bool, args: Table) -> QueueDeclare {
+    QueueDeclare { name: name.into(), durable, arguments: args, connection: 1, ..Default::default() }
+}
+
+fn consumer(prefetch: u32) -> (ConsumerSpec, mpsc::UnboundedReceiver<ConsumerEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let spec = ConsumerSpec {
+        tag: Arc::from("c"),
+        no_ack: false,
+        exclusive: false,
+        prefetch,
+        channel_credit: Arc::new(ChannelCredit::default()),
+        sink: tx,
+        cookie: 0,
+    };
+    (spec, rx)
+}
+
+fn next(rx: &mut mpsc::UnboundedReceiver<ConsumerEvent>) -> Option<Delivery> {
+    match rx.try_recv() {
+        Ok(ConsumerEvent::Deliver(d)) => Some(d),
+        _ => None,
+    }
+}
+
+fn body(d: &Delivery) -> &[u8] {
+    &d.message.body
+}
+
+#[tokio::test]
+async fn persistent_messages_survive_restart_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        let v = b.vhost("/").unwrap();
+        v.declare_queue(declare("q", true, Table::default())).unwrap();
+        for i in 0..3 {
+            let out = v.publish("", Message { routing_key: "q".into(), ..msg(&i.to_string(), true) }, true).unwrap();
+            out.durable.unwrap().await.unwrap().unwrap();
+        }
+        v.publish("", Message { routing_key: "q".into(), ..msg("transient", false) }, false).unwrap();
+        let q = v.queue("q").unwrap();
+        let first = q.get(false).unwrap();
+        q.ack(&[first.seq]);
+        b.shutdown().await;
+    }
+    let b = broker(dir.path());
+    assert_eq!(b.recovery().messages, 2);
+    let q = b.vhost("/").unwrap().queue("q").unwrap();
+    let bodies: Vec<Vec<u8>> = std::iter::from_fn(|| q.get(true)).map(|d| body(&d).to_vec()).collect();
+    assert_eq!(bodies, vec![b"1".to_vec(), b"2".to_vec()]);
+}
+
+#[tokio::test]
+async fn prefetch_limits_and_requeue_keeps_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("w", false, Table::default())).unwrap();
+    for i in 0..3 {
+        v.publish("", Message { routing_key: "w".into(), ..msg(&i.to_string(), false) }, false).unwrap();
+    }
+    let q = v.queue("w").unwrap();
+    let (spec, mut rx) = consumer(1);
+    let id = q.consume(spec).unwrap();
+    let d0 = next(&mut rx).unwrap();
+    assert!(next(&mut rx).is_none(), "prefetch 1 holds the second message back");
+    q.reject(&[d0.seq], true);
+    let again = next(&mut rx).unwrap();
+    assert_eq!(body(&again), b"0");
+    assert!(again.redelivered);
+    q.ack(&[again.seq]);
+    assert_eq!(body(&next(&mut rx).unwrap()), b"1");
+    q.cancel(id);
+    assert_eq!(q.counts().unacked, 1);
+}
+
+#[tokio::test]
+async fn topic_routing_and_dead_lettering_by_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    let mut args = Table::default();
+    args.insert("x-dead-letter-exchange", Value::str(""));
+    args.insert("x-dead-letter-routing-key", Value::str("dead"));
+    v.declare_queue(declare("live", false, args)).unwrap();
+    v.declare_queue(declare("dead", false, Table::default())).unwrap();
+    v.bind("amq.topic", DestinationKind::Queue, "live", "a.#", Table::default(), 1).unwrap();
+    let out = v.publish("amq.topic", Message { routing_key: "a.b".into(), ..msg("x", false) }, false).unwrap();
+    assert!(out.routed);
+    let out = v.publish("amq.topic", Message { routing_key: "b".into(), ..msg("y", false) }, false).unwrap();
+    assert!(!out.routed);
+    let live = v.queue("live").unwrap();
+    let d = live.get(false).unwrap();
+    live.reject(&[d.seq], false);
+    let dead = v.queue("dead").unwrap().get(true).unwrap();
+    assert_eq!(body(&dead), b"x");
+    let Some(Value::Array(deaths)) = dead.message.properties.headers.get("x-death") else { panic!() };
+    let Value::Table(t) = &deaths[0] else { panic!() };
+    assert_eq!(t.get("reason").and_then(Value::as_str), Some("rejected"));
+}
+
+#[tokio::test]
+async fn declarations_follow_amqp_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    let err = v.declare_queue(QueueDeclare { passive: true, ..declare("missing", false, Table::default()) });
+    assert_eq!(err.unwrap_err().kind, ErrorKind::NotFound);
+    let named = v.declare_queue(declare("", false, Table::default())).unwrap();
+    assert!(named.name.starts_with("amq.gen-"));
+    v.declare_queue(declare("d", true, Table::default())).unwrap();
+    let err = v.declare_queue(declare("d", false, Table::default())).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PreconditionFailed);
+    let excl = QueueDeclare { exclusive: true, ..declare("mine", false, Table::default()) };
+    v.declare_queue(excl).unwrap();
+    assert_eq!(v.queue_for("mine", 2).unwrap_err().kind, ErrorKind::ResourceLocked);
+    v.connection_closed(1);
+    assert!(v.queue("mine").is_none());
+    let spec = ExchangeSpec {
+        name: "amq.custom".into(),
+        kind: ExchangeKind::Direct,
+        durable: false,
+        auto_delete: false,
+        internal: false,
+        arguments: Table::default(),
+    };
+    assert_eq!(v.declare_exchange(spec, false).unwrap_err().kind, ErrorKind::AccessRefused);
+}
+
+#[tokio::test]
+async fn max_length_drop_head_and_reject_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    let mut args = Table::default();
+    args.insert("x-max-length", Value::I32(2));
+    v.declare_queue(declare("drop", false, args.clone())).unwrap();
+    args.insert("x-overflow", Value::str("reject-publish"));
+    v.declare_queue(declare("reject", false, args)).unwrap();
+    for i in 0..3 {
+        v.publish("", Message { routing_key: "drop".into(), ..msg(&i.to_string(), false) }, false).unwrap();
+        let out = v.publish("", Message { routing_key: "reject".into(), ..msg(&i.to_string(), false) }, false).unwrap();
+        assert_eq!(out.refused, i == 2);
+    }
+    let drop_q = v.queue("drop").unwrap();
+    assert_eq!(body(&drop_q.get(true).unwrap()), b"1");
+}

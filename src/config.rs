@@ -1,0 +1,204 @@
+//! Configuration: a TOML file (`--config`), overridden by `JUNCTION_*` environment variables,
+//! overridden by flags. Every field has a default, so `junction` alone starts a broker.
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "junction", version, about = "One broker for MQTT, STOMP and AMQP 0-9-1")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, env = "JUNCTION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the store lives (default ./junction-data).
+    #[arg(long, env = "JUNCTION_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// AMQP 0-9-1 listener: host:port or `off` (default 0.0.0.0:5672).
+    #[arg(long, env = "JUNCTION_AMQP")]
+    pub amqp: Option<String>,
+    /// MQTT listener: host:port or `off` (default 0.0.0.0:1883).
+    #[arg(long, env = "JUNCTION_MQTT")]
+    pub mqtt: Option<String>,
+    /// STOMP listener: host:port or `off` (default 0.0.0.0:61613).
+    #[arg(long, env = "JUNCTION_STOMP")]
+    pub stomp: Option<String>,
+    /// HTTP listener (management, metrics, WebSocket): host:port or `off` (default 0.0.0.0:15672).
+    #[arg(long, env = "JUNCTION_HTTP")]
+    pub http: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "JUNCTION_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Bytes of message data held in queues above which publishers are blocked (0 = off).
+    #[arg(long, env = "JUNCTION_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<u64>,
+    /// Free disk bytes below which publishers are blocked (0 = off).
+    #[arg(long, env = "JUNCTION_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prints the argon2 hash of a password, for `[[users]]` entries in the config file.
+    HashPassword { password: String },
+}
+
+/// The file's shape. Every section and field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub listeners: ListenerConfig,
+    #[serde(default)]
+    pub amqp: AmqpSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+    pub loopback_users: Option<Vec<String>>,
+    #[serde(default)]
+    pub vhosts: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub amqp: Option<String>,
+    pub mqtt: Option<String>,
+    pub stomp: Option<String>,
+    pub http: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSection {
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub heartbeat: Option<u16>,
+    pub handshake_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub memory_high_watermark: Option<u64>,
+    pub disk_free_limit: Option<u64>,
+    pub max_message_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    /// argon2 PHC string, e.g. from `junction hash-password`.
+    pub password_hash: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A listener address, or `None` when turned off.
+pub type Listen = Option<SocketAddr>;
+
+/// The configuration after merging file, environment and flags.
+#[derive(Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub json_logs: bool,
+    pub amqp: Listen,
+    pub mqtt: Listen,
+    pub stomp: Listen,
+    pub http: Listen,
+    pub amqp_options: junction_amqp::AmqpConfig,
+    pub memory_high_watermark: u64,
+    pub disk_free_limit: u64,
+    pub users: Vec<UserEntry>,
+    pub loopback_users: Vec<String>,
+    pub vhosts: Vec<String>,
+}
+
+fn listen(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Listen> {
+    let value = value.unwrap_or_else(|| default.to_string());
+    if value == "off" {
+        return Ok(None);
+    }
+    let addr = value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--{name}: expected host:port or 'off', got '{value}'"))?;
+    Ok(Some(addr))
+}
+
+impl Settings {
+    pub fn load(cli: Cli) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = junction_amqp::AmqpConfig::default();
+        let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            anyhow::bail!("log format must be 'text' or 'json', got '{log_format}'");
+        }
+        let amqp_options = junction_amqp::AmqpConfig {
+            frame_max: file.amqp.frame_max.unwrap_or(defaults.frame_max).max(4096),
+            channel_max: file.amqp.channel_max.unwrap_or(defaults.channel_max),
+            heartbeat: file.amqp.heartbeat.unwrap_or(defaults.heartbeat),
+            handshake_timeout: file
+                .amqp
+                .handshake_timeout_ms
+                .map_or(defaults.handshake_timeout, std::time::Duration::from_millis),
+            max_message_size: file.limits.max_message_size.unwrap_or(defaults.max_message_size),
+        };
+        Ok(Settings {
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("junction-data")),
+            json_logs: log_format == "json",
+            amqp: listen("amqp", cli.amqp.or(file.listeners.amqp), "0.0.0.0:5672")?,
+            mqtt: listen("mqtt", cli.mqtt.or(file.listeners.mqtt), "0.0.0.0:1883")?,
+            stomp: listen("stomp", cli.stomp.or(file.listeners.stomp), "0.0.0.0:61613")?,
+            http: listen("http", cli.http.or(file.listeners.http), "0.0.0.0:15672")?,
+            amqp_options,
+            memory_high_watermark: cli.memory_high_watermark.or(file.limits.memory_high_watermark).unwrap_or(0),
+            disk_free_limit: cli.disk_free_limit.or(file.limits.disk_free_limit).unwrap_or(50_000_000),
+            users: file.users,
+            loopback_users: file.loopback_users.unwrap_or_else(|| vec!["guest".into()]),
+            vhosts: file.vhosts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("junction").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_flags_and_file_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from-file\"\n[listeners]\namqp = \"127.0.0.1:7000\"\nmqtt = \"off\"\n[limits]\nmemory_high_watermark = 5\n",
+        )
+        .unwrap();
+        let s = Settings::load(cli(&["--config", path.to_str().unwrap(), "--amqp", "127.0.0.1:7001"])).unwrap();
+        assert_eq!(s.amqp, Some("127.0.0.1:7001".parse().unwrap()), "flags beat the file");
+        assert_eq!(s.mqtt, None);
+        assert_eq!(s.stomp, Some("0.0.0.0:61613".parse().unwrap()));
+        assert_eq!(s.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(s.memory_high_watermark, 5);
+        assert!(Settings::load(cli(&["--http", "nonsense"])).is_err());
+        std::fs::write(&path, "unknown_key = 1\n").unwrap();
+        assert!(Settings::load(cli(&["--config", path.to_str().unwrap()])).is_err());
+    }
+}

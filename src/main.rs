@@ -1,0 +1,108 @@
+//! The `junction` binary: loads configuration, opens the broker, starts the listeners, and shuts
+//! everything down cleanly on SIGINT / SIGTERM.
+
+mod config;
+
+use clap::Parser;
+use config::{Cli, Command, Settings};
+use junction_core::resources::Limits;
+use junction_core::{Broker, BrokerConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::HashPassword { password }) = &cli.command {
+        println!("{}", junction_core::auth::hash_password(password));
+        return Ok(());
+    }
+    let settings = Settings::load(cli)?;
+    init_logging(settings.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(settings))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JUNCTION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let config = BrokerConfig {
+        data_dir: settings.data_dir.clone(),
+        limits: Limits {
+            memory_high_watermark: settings.memory_high_watermark,
+            disk_free_limit: settings.disk_free_limit,
+        },
+        loopback_users: settings.loopback_users.clone(),
+        default_vhost: "/".into(),
+    };
+    let broker = Broker::open(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = broker.recovery();
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        queues = r.queues,
+        exchanges = r.exchanges,
+        bindings = r.bindings,
+        messages = r.messages,
+        millis = r.millis as u64,
+        "store recovered"
+    );
+    for user in &settings.users {
+        broker.put_user(&user.name, &user.password_hash, user.tags.clone()).map_err(|e| anyhow::anyhow!("user '{}': {e}", user.name))?;
+    }
+    for vhost in &settings.vhosts {
+        broker.add_vhost(vhost);
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(addr) = settings.amqp {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("AMQP listener {addr}: {e}"))?;
+        tracing::info!(protocol = "amqp", addr = %listener.local_addr()?, "listening");
+        let task = junction_amqp::serve(listener, broker.clone(), settings.amqp_options.clone(), shutdown_rx.clone());
+        tasks.push(tokio::spawn(task));
+    }
+    for (protocol, addr) in [("mqtt", settings.mqtt), ("stomp", settings.stomp), ("http", settings.http)] {
+        if let Some(addr) = addr {
+            tracing::warn!(protocol, %addr, "listener configured, but this build does not serve this protocol yet");
+        }
+    }
+    tokio::spawn(watch_disk(broker.clone(), shutdown_rx.clone()));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Connections send their close frames; give them a moment before the store closes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    broker.shutdown().await;
+    tracing::info!("store closed, bye");
+    Ok(())
+}
+
+async fn watch_disk(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        broker.check_disk();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
