@@ -24,6 +24,37 @@ def longstr(s):
     return struct.pack("!I", len(b)) + b
 
 
+def table(d):
+    """Encodes a field table of bools, ints, strings and nested dicts."""
+    out = b""
+    for key, value in d.items():
+        out += shortstr(key)
+        if isinstance(value, bool):
+            out += b"t" + bytes([1 if value else 0])
+        elif isinstance(value, int):
+            out += b"I" + struct.pack("!i", value)
+        elif isinstance(value, dict):
+            out += b"F" + table(value)
+        else:
+            out += b"S" + longstr(value)
+    return struct.pack("!I", len(out)) + out
+
+
+# Like every real client: without authentication_failure_close RabbitMQ drops
+# the TCP connection on a failed login instead of sending connection.close 403.
+CLIENT_PROPERTIES = {
+    "product": "junction-raw-test-client",
+    "capabilities": {"authentication_failure_close": True, "consumer_cancel_notify": True},
+}
+
+
+def start_ok(user="guest", password="guest", properties=None):
+    return method_frame(0, 10, 11, table(CLIENT_PROPERTIES if properties is None else properties)
+                        + shortstr("PLAIN")
+                        + longstr(b"\x00" + user.encode() + b"\x00" + password.encode())
+                        + shortstr("en_US"))
+
+
 def frame(ftype, channel, payload, end=FRAME_END):
     return struct.pack("!BHI", ftype, channel, len(payload)) + payload + bytes([end])
 
@@ -122,22 +153,19 @@ class RawAMQP:
             pass
 
     # -- protocol ----------------------------------------------------------
-    def handshake(self, heartbeat=0, frame_max=None, user="guest", password="guest", vhost="/"):
+    def handshake(self, heartbeat=0, frame_max=None, user="guest", password="guest", vhost="/",
+                  channel_max=None):
         self.send(PROTOCOL_HEADER)
         ch, cls, meth, _ = self.read_method()
         assert (ch, cls, meth) == (0, 10, 10), "expected connection.start"
-        start_ok = (struct.pack("!I", 0)  # empty client-properties table
-                    + shortstr("PLAIN")
-                    + longstr(b"\x00" + user.encode() + b"\x00" + password.encode())
-                    + shortstr("en_US"))
-        self.send(method_frame(0, 10, 11, start_ok))
+        self.send(start_ok(user, password))
         ch, cls, meth, args = self.read_method()
         assert (cls, meth) == (10, 30), "expected connection.tune, got %d.%d" % (cls, meth)
         server_channel_max, server_frame_max, _server_hb = struct.unpack("!HIH", args[:8])
-        self.channel_max = server_channel_max
+        self.channel_max = channel_max if channel_max is not None else server_channel_max
         self.frame_max = frame_max if frame_max is not None else server_frame_max
         self.heartbeat = heartbeat
-        self.send(method_frame(0, 10, 31, struct.pack("!HIH", server_channel_max, self.frame_max, heartbeat)))
+        self.send(method_frame(0, 10, 31, struct.pack("!HIH", self.channel_max, self.frame_max, heartbeat)))
         self.send(method_frame(0, 10, 40, shortstr(vhost) + shortstr("") + b"\x00"))
         ch, cls, meth, _ = self.read_method()
         assert (cls, meth) == (10, 41), "expected connection.open-ok, got %d.%d" % (cls, meth)

@@ -384,7 +384,7 @@ impl Queue {
     }
 
     /// Drops every ready message; returns how many.
-    pub fn purge(&self) -> usize {
+    pub fn purge(self: &Arc<Self>) -> usize {
         let mut fx = Effects::default();
         let n = self.state.lock().drain_ready(&mut fx);
         self.finish(fx);

@@ -93,7 +93,7 @@ impl Channel {
             s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
         }
         let id = queue.consume(spec)?;
-        self.consumers.insert(tag, ConsumerEntry { queue, id, no_ack: c.no_ack });
+        self.consumers.insert(tag, ConsumerEntry { queue, id });
         Ok(())
     }
 
@@ -159,9 +159,9 @@ impl Channel {
     }
 
     fn settle_or_buffer(&mut self, s: &mut Session, tag: u64, multiple: bool, reject: Option<bool>) -> AmqpResult<()> {
-        if let Some(tx) = self.tx.as_mut() {
+        if self.tx.is_some() {
             self.check_tag(tag, multiple)?;
-            tx.acks.push((tag, multiple, reject));
+            self.tx.as_mut().expect("checked above").acks.push((tag, multiple, reject));
             return Ok(());
         }
         self.settle(s, tag, multiple, reject)

@@ -21,7 +21,6 @@ use std::sync::Arc;
 struct ConsumerEntry {
     queue: Arc<Queue>,
     id: u64,
-    no_ack: bool,
 }
 
 /// A delivery waiting for ack: which queue and which message there.
@@ -124,6 +123,9 @@ impl Channel {
                 Ok(Outcome::Continue)
             }
             channel::AMQPMethod::FlowOk(_) => Ok(Outcome::Continue),
+            channel::AMQPMethod::OpenOk(_) => {
+                Err(AmqpError::connection(COMMAND_INVALID, "channel.open-ok is sent by servers only"))
+            }
         }
     }
 

@@ -58,7 +58,7 @@ fn partial_frames_wait_for_more_bytes() {
     let mut out = BytesMut::new();
     FrameWriter { out: &mut out }.raw(&AMQPFrame::Method(
         2,
-        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_size: 0, prefetch_count: 5, global: false })),
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 5, global: false })),
     ));
     let mut codec = FrameCodec { frame_max: 4096 };
     let mut buf = BytesMut::from(&out[..out.len() - 1]);

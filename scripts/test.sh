@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests, then the Python suites (pika, kombu) against
+# the junction binary. Installs what it needs on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_build_deps
+ensure_python_clients
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked -- --test-threads=2
+
+export JUNCTION_BIN="$CARGO_TARGET_DIR/debug/junction"
+.venv/bin/python -m pytest integration-tests/python -q -p no:cacheprovider "$@"
