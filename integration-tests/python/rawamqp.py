@@ -68,7 +68,7 @@ def read_shortstr(buf, off):
     return buf[off + 1:off + 1 + n].decode("utf-8", "replace"), off + 1 + n
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(ConnectionError):
     """The server closed the TCP connection (EOF)."""
 
 

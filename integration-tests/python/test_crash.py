@@ -50,12 +50,9 @@ class ConfirmingPublisher(threading.Thread):
 
 
 def drain(broker, queue):
-    conn = broker.connect()
-    ch = conn.channel()
+    ch = broker.connect().channel()  # closed by the fixture (or at the next restart)
     ch.queue_declare(queue, durable=True)
-    bodies = get_all(ch, queue)
-    conn.close()
-    return bodies
+    return get_all(ch, queue)
 
 
 @pytest.mark.timeout(240)

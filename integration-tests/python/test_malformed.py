@@ -11,7 +11,7 @@ import pytest
 
 from helpers import get_eventually
 from rawamqp import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
-                     ConnectionClosed, RawAMQP, frame, method_frame, shortstr)
+                     RawAMQP, frame, method_frame, shortstr)
 
 
 class Healthy:
@@ -199,7 +199,7 @@ def test_unknown_class_or_method_ends_connection(broker, healthy, class_id, meth
     r.send(method_frame(1, class_id, method_id, b""))
     try:
         code, _text, _, _ = r.expect_connection_close(timeout=5)
-    except (ConnectionClosed, ConnectionResetError):
+    except ConnectionError:  # EOF or reset without connection.close (RabbitMQ 3.10)
         return
     assert code in (540, 503)
     r.send_close_ok()

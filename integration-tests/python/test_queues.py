@@ -2,7 +2,7 @@
 import pika
 import pytest
 
-from helpers import channel_error, consume, get_all, get_eventually, message_count
+from helpers import channel_error, consume, get_all, get_eventually
 
 
 def publish_all(ch, queue, bodies, **props):

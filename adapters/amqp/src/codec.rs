@@ -24,6 +24,9 @@ pub enum Frame {
     Header(u16, AMQPContentHeader),
     Body(u16, Bytes),
     Heartbeat(u16),
+    /// A well-framed method that cannot be decoded. Passed on rather than failed here because
+    /// the right reply depends on the channel's state (505 in the middle of content).
+    BadMethod(u16, FrameError),
 }
 
 /// Why the byte stream could not be read as frames: every case is a connection error.
@@ -37,8 +40,10 @@ pub enum FrameError {
     BadFrameType(u8),
     #[error("unknown method {class}.{method}")]
     UnknownMethod { class: u16, method: u16 },
-    #[error("malformed {what} frame")]
-    Syntax { what: &'static str },
+    #[error("cannot decode {what}")]
+    Syntax { what: &'static str, class: u16, method: u16 },
+    #[error("heartbeat frame with a payload")]
+    BadHeartbeat,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -82,22 +87,24 @@ fn parse_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, FrameE
     match kind {
         FRAME_METHOD => {
             if payload.len() < 4 {
-                return Err(FrameError::Syntax { what: "method" });
+                return Err(FrameError::Syntax { what: "method frame", class: 0, method: 0 });
             }
             let class = u16::from_be_bytes([payload[0], payload[1]]);
             let method = u16::from_be_bytes([payload[2], payload[3]]);
-            match parse_class(&payload[..]) {
-                Ok((rest, m)) if rest.is_empty() => Ok(Frame::Method(channel, m)),
-                _ if !known_method(class, method) => Err(FrameError::UnknownMethod { class, method }),
-                _ => Err(FrameError::Syntax { what: "method" }),
-            }
+            let error = match parse_class(&payload[..]) {
+                Ok((rest, m)) if rest.is_empty() => return Ok(Frame::Method(channel, m)),
+                _ if !known_method(class, method) => FrameError::UnknownMethod { class, method },
+                _ => FrameError::Syntax { what: "method arguments", class, method },
+            };
+            Ok(Frame::BadMethod(channel, error))
         }
         FRAME_HEADER => match parse_content_header(&payload[..]) {
             Ok((rest, h)) if rest.is_empty() => Ok(Frame::Header(channel, h)),
-            _ => Err(FrameError::Syntax { what: "content header" }),
+            _ => Err(FrameError::Syntax { what: "content header", class: 0, method: 0 }),
         },
         FRAME_BODY => Ok(Frame::Body(channel, payload)),
-        FRAME_HEARTBEAT => Ok(Frame::Heartbeat(channel)),
+        FRAME_HEARTBEAT if payload.is_empty() => Ok(Frame::Heartbeat(channel)),
+        FRAME_HEARTBEAT => Err(FrameError::BadHeartbeat),
         other => Err(FrameError::BadFrameType(other)),
     }
 }

@@ -4,7 +4,7 @@
 use crate::channel::{Channel, Outcome};
 use crate::codec::{Frame, FrameCodec, FrameError};
 use crate::convert::short;
-use crate::error::{AmqpError, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, FRAME_ERROR};
+use crate::error::{AmqpError, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, NOT_ALLOWED, UNEXPECTED_FRAME};
 use crate::handshake::Negotiated;
 use crate::session::Session;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
@@ -116,7 +116,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     };
                     match self.on_frame(frame).await {
                         Ok(true) => continue,
-                        Ok(false) => return End::Gone,
+                        Ok(false) => {
+                            // Closing cleanly: close-ok must still reach the client.
+                            let _ = self.flush().await;
+                            return End::Gone;
+                        }
                         Err(e) => return End::Error(e),
                     }
                 }
@@ -171,17 +175,32 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     async fn on_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
         let channel_id = match &frame {
             Frame::Heartbeat(0) => return Ok(true),
-            Frame::Heartbeat(_) => return Err(AmqpError::connection(FRAME_ERROR, "heartbeat on a non-zero channel")),
+            Frame::Heartbeat(_) => {
+                return Err(AmqpError::connection(UNEXPECTED_FRAME, "heartbeat frame on a non-zero channel"))
+            }
             Frame::Method(0, m) => return self.on_connection_method(m.clone()),
+            Frame::BadMethod(id, e) => {
+                return Err(match self.channels.get(id) {
+                    Some(ch) if ch.awaiting_content() => ch.content_interrupted(ch.expected_content()),
+                    _ => AmqpError::from(e),
+                })
+            }
+            Frame::Method(_, m @ AMQPClass::Connection(_)) => {
+                return Err(AmqpError::connection(COMMAND_INVALID, "connection method on a non-zero channel").during(m))
+            }
             Frame::Method(id, _) | Frame::Header(id, _) | Frame::Body(id, _) => *id,
         };
-        if let Frame::Method(_, AMQPClass::Channel(channel::AMQPMethod::Open(_))) = &frame {
+        if let Frame::Method(_, m @ AMQPClass::Channel(channel::AMQPMethod::Open(_))) = &frame {
             if !self.channels.contains_key(&channel_id) {
-                return self.open_channel(channel_id).map(|()| true);
+                return self.open_channel(channel_id).map(|()| true).map_err(|e| e.during(m));
             }
         }
         let Some(ch) = self.channels.get_mut(&channel_id) else {
-            return Err(AmqpError::connection(CHANNEL_ERROR, format!("expected 'channel.open' on channel {channel_id}")));
+            let e = AmqpError::connection(CHANNEL_ERROR, "expected 'channel.open'");
+            return Err(match &frame {
+                Frame::Method(_, m) => e.during(m),
+                _ => e,
+            });
         };
         if ch.closing {
             // After channel.close only close / close-ok matter.
@@ -197,7 +216,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             Frame::Method(_, m) => ch.handle_method(&mut self.session, m).await,
             Frame::Header(_, h) => ch.handle_header(&mut self.session, h).map(|()| Outcome::Continue),
             Frame::Body(_, b) => ch.handle_body(&mut self.session, b).map(|()| Outcome::Continue),
-            Frame::Heartbeat(_) => Ok(Outcome::Continue),
+            Frame::Heartbeat(_) | Frame::BadMethod(..) => Ok(Outcome::Continue),
         };
         match result {
             Ok(Outcome::Continue) => Ok(true),
@@ -214,10 +233,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     }
 
     fn open_channel(&mut self, id: u16) -> Result<(), AmqpError> {
-        if self.channel_max != 0 && id > self.channel_max {
+        let max = self.channel_max as usize;
+        if max != 0 && (self.channels.len() >= max || id as usize > max) {
             return Err(AmqpError::connection(
-                CHANNEL_ERROR,
-                format!("channel {id} exceeds the negotiated channel_max {}", self.channel_max),
+                NOT_ALLOWED,
+                format!(
+                    "number of channels opened ({}) has reached the negotiated channel_max ({max})",
+                    self.channels.len()
+                ),
             ));
         }
         self.channels.insert(id, Channel::new(id));
@@ -253,7 +276,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 self.session.send(0, AMQPClass::Connection(ok));
                 Ok(true)
             }
-            other => Err(AmqpError::connection(COMMAND_INVALID, "unexpected method on channel 0").during(&other)),
+            // Any other class on channel 0 is a channel method sent to the wrong channel.
+            other @ AMQPClass::Connection(_) => {
+                Err(AmqpError::connection(COMMAND_INVALID, "unexpected connection method").during(&other))
+            }
+            other => Err(AmqpError::connection(CHANNEL_ERROR, "expected 'channel.open'").during(&other)),
         }
     }
 

@@ -98,13 +98,14 @@ impl From<CoreError> for AmqpError {
 
 impl From<&FrameError> for AmqpError {
     fn from(e: &FrameError) -> Self {
-        let code = match e {
-            FrameError::TooLarge { .. } | FrameError::BadFrameEnd(_) | FrameError::BadFrameType(_) => FRAME_ERROR,
-            FrameError::UnknownMethod { .. } => NOT_IMPLEMENTED,
-            FrameError::Syntax { .. } => SYNTAX_ERROR,
-            FrameError::Io(_) => INTERNAL_ERROR,
+        // RabbitMQ answers undecodable frames of any kind with FRAME_ERROR, naming the method.
+        let (code, class_id, method_id) = match *e {
+            FrameError::UnknownMethod { class, method } => (NOT_IMPLEMENTED, class, method),
+            FrameError::Syntax { class, method, .. } => (FRAME_ERROR, class, method),
+            FrameError::Io(_) => (INTERNAL_ERROR, 0, 0),
+            _ => (FRAME_ERROR, 0, 0),
         };
-        AmqpError::connection(code, e.to_string())
+        AmqpError { class_id, method_id, ..AmqpError::connection(code, e.to_string()) }
     }
 }
 

@@ -81,6 +81,7 @@ async fn next_method<R: AsyncRead + Unpin>(rd: &mut FramedRead<R, FrameCodec>) -
         match rd.next().await {
             Some(Ok(Frame::Method(0, m))) => return Ok(m),
             Some(Ok(Frame::Heartbeat(_))) => continue,
+            Some(Ok(Frame::BadMethod(_, e))) => return Err(Refusal::Close(AmqpError::from(&e))),
             Some(Ok(_)) => {
                 return Err(Refusal::Close(AmqpError::connection(CHANNEL_ERROR, "expected a method on channel 0")))
             }
@@ -152,10 +153,8 @@ where
         return Err(unexpected("connection.open"));
     };
     let vhost = broker.vhost(open.virtual_host.as_str()).ok_or_else(|| {
-        Refusal::Close(AmqpError::connection(
-            NOT_ALLOWED,
-            format!("vhost '{}' not found", open.virtual_host.as_str()),
-        ))
+        let e = AmqpError::connection(NOT_ALLOWED, format!("vhost {} not found", open.virtual_host.as_str()));
+        Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..e })
     })?;
     send(wr, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
     Ok(Negotiated { user, vhost, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })

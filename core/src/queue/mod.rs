@@ -222,7 +222,9 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit, round robin.
     fn dispatch(self: &Arc<Self>, st: &mut QueueState, now: Instant, fx: &mut Effects) {
-        while let Some(index) = st.pick_consumer(&self.args) {
+        // Check for a message before picking: picking advances the round robin.
+        while st.has_ready() {
+            let Some(index) = st.pick_consumer(&self.args) else { break };
             let Some(entry) = st.pop_ready(now, fx) else { break };
             let consumer = &mut st.consumers[index];
             let delivery = Delivery {
@@ -262,8 +264,9 @@ impl Queue {
                 return Err(crate::CoreError::not_found(format!("no queue '{}'", self.name())));
             }
             if st.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !st.consumers.is_empty()) {
+                let vhost = self.vhost.upgrade().map(|v| v.name().to_string()).unwrap_or_default();
                 return Err(crate::CoreError::refused(format!(
-                    "queue '{}' in exclusive use",
+                    "queue '{}' in vhost '{vhost}' in exclusive use",
                     self.name()
                 )));
             }

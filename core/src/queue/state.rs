@@ -101,6 +101,10 @@ impl QueueState {
         }
     }
 
+    pub fn has_ready(&self) -> bool {
+        self.ready.iter().any(|d| !d.is_empty())
+    }
+
     pub fn ready_count(&self) -> usize {
         self.ready.iter().map(VecDeque::len).sum()
     }

@@ -10,10 +10,7 @@ use std::sync::Arc;
 impl VHost {
     fn bindable_source(&self, name: &str) -> CoreResult<Arc<Exchange>> {
         if name.is_empty() {
-            return Err(CoreError::refused(format!(
-                "operation not permitted on the default exchange in vhost '{}'",
-                self.name
-            )));
+            return Err(CoreError::refused("operation not permitted on the default exchange"));
         }
         self.exchange(name).ok_or_else(|| self.no_exchange(name))
     }
@@ -41,8 +38,8 @@ impl VHost {
         arguments: Table,
         connection: u64,
     ) -> CoreResult<()> {
-        let destination = self.destination(&kind, destination, connection)?;
         let exchange = self.bindable_source(source)?;
+        let destination = self.destination(&kind, destination, connection)?;
         let binding = Binding { destination, key: key.to_string(), arguments };
         let record = self.binding_record(&exchange, &binding);
         if exchange.bind(binding) {
@@ -60,8 +57,8 @@ impl VHost {
         arguments: &Table,
         connection: u64,
     ) -> CoreResult<()> {
-        let destination = self.destination(&kind, destination, connection)?;
         let exchange = self.bindable_source(source)?;
+        let destination = self.destination(&kind, destination, connection)?;
         let removed = exchange.unbind_where(|b| {
             b.destination == destination && b.key == key && b.arguments.same_entries(arguments)
         });

@@ -73,7 +73,7 @@ impl VHost {
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> CoreResult<()> {
         if name.is_empty() || reserved(name) {
             return Err(CoreError::refused(format!(
-                "operation not permitted on exchange '{name}' in vhost '{}'",
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
         }
@@ -107,6 +107,7 @@ impl VHost {
     pub fn declare_queue(&self, mut d: QueueDeclare) -> CoreResult<QueueDeclared> {
         if d.passive {
             let queue = self.queue_for(&d.name, d.connection)?;
+            queue.touch();
             return Ok(QueueDeclared { name: d.name, counts: queue.counts() });
         }
         if d.name.is_empty() {
@@ -210,7 +211,7 @@ impl VHost {
             return Err(CoreError::precondition(format!("queue '{name}' in vhost '{}' in use", self.name)));
         }
         if if_empty && counts.ready + counts.unacked > 0 {
-            return Err(CoreError::precondition(format!("queue '{name}' in vhost '{}' is not empty", self.name)));
+            return Err(CoreError::precondition(format!("queue '{name}' in vhost '{}' not empty", self.name)));
         }
         Ok(self.remove_queue(&queue))
     }

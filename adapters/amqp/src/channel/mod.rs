@@ -83,10 +83,7 @@ impl Channel {
 
     pub async fn handle_method(&mut self, s: &mut Session, method: AMQPClass) -> AmqpResult<Outcome> {
         if !matches!(self.content, Content::Idle) {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!("expected content header for class 60, got method on channel {}", self.id),
-            ));
+            return Err(self.content_interrupted(self.expected_content()));
         }
         let m = method.clone();
         let result = match method {
@@ -107,10 +104,8 @@ impl Channel {
 
     fn channel_method(&mut self, s: &mut Session, method: channel::AMQPMethod) -> AmqpResult<Outcome> {
         match method {
-            channel::AMQPMethod::Open(_) => Err(AmqpError::connection(
-                CHANNEL_ERROR,
-                format!("second 'channel.open' seen on channel {}", self.id),
-            )),
+            channel::AMQPMethod::Open(_) => Err(AmqpError::connection(CHANNEL_ERROR, "second 'channel.open' seen")
+                .during(&AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})))),
             channel::AMQPMethod::Close(_) => {
                 self.release(s);
                 s.send(self.id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
@@ -131,13 +126,13 @@ impl Channel {
 
     pub fn handle_header(&mut self, s: &mut Session, header: AMQPContentHeader) -> AmqpResult<()> {
         let Content::AwaitingHeader(publish) = std::mem::replace(&mut self.content, Content::Idle) else {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!("unexpected content header on channel {}", self.id),
-            ));
+            return Err(AmqpError::connection(UNEXPECTED_FRAME, "expected method frame, got non method frame instead"));
         };
         if header.class_id != 60 {
-            return Err(AmqpError::connection(UNEXPECTED_FRAME, "content header for a class without content"));
+            return Err(self.content_interrupted(&format!(
+                "expected content header for class 60, got one for class {} instead",
+                header.class_id
+            )));
         }
         if header.body_size > s.max_message_size {
             return Err(AmqpError::channel(
@@ -156,10 +151,7 @@ impl Channel {
 
     pub fn handle_body(&mut self, s: &mut Session, chunk: Bytes) -> AmqpResult<()> {
         let Content::AwaitingBody(publish, mut body) = std::mem::replace(&mut self.content, Content::Idle) else {
-            return Err(AmqpError::connection(
-                UNEXPECTED_FRAME,
-                format!("unexpected content body on channel {}", self.id),
-            ));
+            return Err(AmqpError::connection(UNEXPECTED_FRAME, "expected method frame, got non method frame instead"));
         };
         // A body that arrives as a single frame is used as is, without a copy.
         let body = if body.is_empty() && chunk.len() as u64 == publish.body_size {
@@ -173,7 +165,7 @@ impl Channel {
             body.freeze()
         };
         if body.len() as u64 > publish.body_size {
-            return Err(AmqpError::connection(UNEXPECTED_FRAME, "content body larger than announced"));
+            return Err(self.content_interrupted("content body larger than announced"));
         }
         self.publish(s, publish, body)
     }
@@ -225,6 +217,29 @@ impl Channel {
         }
         self.content = Content::Idle;
     }
+}
+
+impl Channel {
+    /// RabbitMQ's words for a frame that arrived where content belonged.
+    pub fn expected_content(&self) -> &'static str {
+        match self.content {
+            Content::AwaitingBody(..) => "expected content body, got non content body frame instead",
+            _ => "expected content header for class 60, got non content header frame instead",
+        }
+    }
+
+    pub fn awaiting_content(&self) -> bool {
+        !matches!(self.content, Content::Idle)
+    }
+
+    /// A frame broke off the content of a basic.publish: a connection error naming publish.
+    pub fn content_interrupted(&self, why: &str) -> AmqpError {
+        AmqpError::connection(UNEXPECTED_FRAME, why.to_string()).during(&publish_method())
+    }
+}
+
+fn publish_method() -> AMQPClass {
+    AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Publish(Default::default()))
 }
 
 fn not_transactional() -> AmqpError {
