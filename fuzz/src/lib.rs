@@ -1,0 +1,78 @@
+//! Harness shared by the fuzz targets. The codec is compiled straight from the adapter's source,
+//! so this crate does not depend on junction-amqp (and through it on the broker and RocksDB).
+
+#[path = "../../adapters/amqp/src/codec.rs"]
+pub mod codec;
+
+use amq_protocol::protocol::AMQPClass;
+use bytes::BytesMut;
+use codec::{Frame, FrameCodec, FrameWriter};
+use tokio_util::codec::Decoder;
+
+/// The frame_max the targets decode with: small enough that the size check is reachable.
+pub const FRAME_MAX: usize = 4096;
+
+/// A frame_max for re-decoding our own output: an encoding that grows past `FRAME_MAX` is not
+/// itself a disagreement, so only the round trip decides.
+const ROUND_TRIP_FRAME_MAX: usize = 1 << 24;
+
+/// How a decode run stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// `decode` returned `Ok(None)` with this many bytes still buffered.
+    NeedMore { buffered: usize },
+    /// `decode` returned this error (its `Debug` form: `FrameError` has no `PartialEq`).
+    Error(String),
+}
+
+/// Decodes `data` handed over in one piece.
+pub fn decode_all(data: &[u8]) -> (Vec<Frame>, End) {
+    decode_chunks(std::iter::once(data))
+}
+
+/// Decodes the chunks handed over one after the other, draining every frame after each chunk
+/// the way a connection's read loop does.
+pub fn decode_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Frame>, End) {
+    let mut codec = FrameCodec { frame_max: FRAME_MAX };
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => return (frames, End::Error(format!("{e:?}"))),
+            }
+        }
+    }
+    (frames, End::NeedMore { buffered: buf.len() })
+}
+
+/// Re-encodes a decoded method with `FrameWriter::method`, decodes it again and panics unless
+/// exactly one equal method on the same channel comes back.
+pub fn check_method_round_trip(channel: u16, method: &AMQPClass) {
+    let mut out = BytesMut::new();
+    FrameWriter { out: &mut out }.method(channel, method.clone());
+    let encoded = out.to_vec();
+    let mut codec = FrameCodec { frame_max: ROUND_TRIP_FRAME_MAX };
+    match codec.decode(&mut out) {
+        Ok(Some(Frame::Method(c, m))) if c == channel && same_method(&m, method) => {}
+        other => panic!(
+            "method does not round-trip\n  decoded:    {method:?} on channel {channel}\n  \
+             re-encoded: {}\n  re-decoded: {other:?}",
+            hex(&encoded)
+        ),
+    }
+    assert!(out.is_empty(), "{} bytes left after re-decoding {}", out.len(), hex(&encoded));
+}
+
+/// `PartialEq`, except that a NaN in a field table equals itself: both sides then print alike.
+fn same_method(a: &AMQPClass, b: &AMQPClass) -> bool {
+    a == b || format!("{a:?}") == format!("{b:?}")
+}
+
+/// Lowercase hex, for panic messages.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
