@@ -44,6 +44,9 @@ pub struct Cli {
 pub enum Command {
     /// Prints the argon2 hash of a password, for `[[users]]` entries in the config file.
     HashPassword { password: String },
+    /// Load generators for benchmarking a broker (this one or another).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 /// The file's shape. Every section and field is optional.

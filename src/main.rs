@@ -1,6 +1,7 @@
 //! The `junction` binary: loads configuration, opens the broker, starts the listeners, and shuts
 //! everything down cleanly on SIGINT / SIGTERM.
 
+mod bench;
 mod config;
 
 use clap::Parser;
@@ -12,10 +13,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if let Some(Command::HashPassword { password }) = &cli.command {
-        println!("{}", junction_core::auth::hash_password(password));
-        return Ok(());
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Command::HashPassword { password }) => {
+            println!("{}", junction_core::auth::hash_password(&password));
+            return Ok(());
+        }
+        Some(Command::Bench(command)) => return bench::run(command),
+        None => {}
     }
     let settings = Settings::load(cli)?;
     init_logging(settings.json_logs);
@@ -73,7 +78,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         let task = junction_amqp::serve(listener, broker.clone(), settings.amqp_options.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(task));
     }
-    for (protocol, addr) in [("mqtt", settings.mqtt), ("stomp", settings.stomp), ("http", settings.http)] {
+    if let Some(addr) = settings.mqtt {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("MQTT listener {addr}: {e}"))?;
+        tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
+        let mqtt = junction_mqtt::Mqtt::new(broker.clone(), junction_mqtt::MqttConfig::default());
+        tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt, shutdown_rx.clone())));
+    }
+    for (protocol, addr) in [("stomp", settings.stomp), ("http", settings.http)] {
         if let Some(addr) = addr {
             tracing::warn!(protocol, %addr, "listener configured, but this build does not serve this protocol yet");
         }

@@ -55,6 +55,8 @@ pub struct Broker {
     resources: Arc<Resources>,
     queue_ids: Arc<AtomicU64>,
     connection_ids: AtomicU64,
+    /// Protocol sessions by (vhost, protocol, id): opaque bytes owned by the adapters.
+    sessions: RwLock<HashMap<(String, String, String), Vec<u8>>>,
     recovery: RecoveryReport,
 }
 
@@ -71,6 +73,7 @@ impl Broker {
             users: RwLock::new(HashMap::new()),
             queue_ids: Arc::new(AtomicU64::new(1)),
             connection_ids: AtomicU64::new(1),
+            sessions: RwLock::new(HashMap::new()),
             recovery: RecoveryReport::default(),
         };
         broker.recovery = broker.recover()?;
@@ -154,6 +157,48 @@ impl Broker {
         }
     }
 
+    /// Stores a protocol session record (durable when the receipt resolves).
+    pub fn put_session(&self, vhost: &str, protocol: &str, id: &str, data: Vec<u8>) -> junction_storage::DurableReceipt {
+        let record = Record::Session { vhost: vhost.into(), protocol: protocol.into(), id: id.into(), data };
+        let receipt = self.store.submit_durable(vec![record.put()]);
+        if let Record::Session { vhost, protocol, id, data } = record {
+            self.sessions.write().insert((vhost, protocol, id), data);
+        }
+        receipt
+    }
+
+    pub fn delete_session(&self, vhost: &str, protocol: &str, id: &str) {
+        let key = (vhost.to_string(), protocol.to_string(), id.to_string());
+        if self.sessions.write().remove(&key).is_some() {
+            let record = Record::Session { vhost: key.0, protocol: key.1, id: key.2, data: Vec::new() };
+            self.store.submit(vec![record.delete()]);
+        }
+    }
+
+    pub fn session(&self, vhost: &str, protocol: &str, id: &str) -> Option<Vec<u8>> {
+        self.sessions.read().get(&(vhost.to_string(), protocol.to_string(), id.to_string())).cloned()
+    }
+
+    /// Every stored session of one protocol: (vhost, id, data).
+    pub fn sessions(&self, protocol: &str) -> Vec<(String, String, Vec<u8>)> {
+        self.sessions
+            .read()
+            .iter()
+            .filter(|((_, p, _), _)| p == protocol)
+            .map(|((v, _, id), data)| (v.clone(), id.clone(), data.clone()))
+            .collect()
+    }
+
+    /// Logs in as `name` without a password (the MQTT anonymous user), subject to the same
+    /// loopback rule as a password login.
+    pub fn authenticate_trusted(&self, name: &str, peer: IpAddr) -> CoreResult<User> {
+        let record = self.users.read().get(name).cloned();
+        match record {
+            Some(r) if auth::peer_allowed(name, peer, &self.config.loopback_users) => Ok(User::from(&r)),
+            _ => Err(CoreError::refused(format!("anonymous login as '{name}' refused"))),
+        }
+    }
+
     /// Samples free disk space for the disk alarm; call periodically.
     pub fn check_disk(&self) {
         if self.resources.disk_free_limit() == 0 {
@@ -207,6 +252,12 @@ impl Broker {
                 }
                 Record::User(u) => {
                     self.users.write().insert(u.name.clone(), u);
+                }
+                Record::Retained { vhost, topic, message, stored_at_ms } => {
+                    self.restored_vhost(&vhost)?.retained().restore(topic, message, stored_at_ms);
+                }
+                Record::Session { vhost, protocol, id, data } => {
+                    self.sessions.write().insert((vhost, protocol, id), data);
                 }
             }
         }

@@ -12,7 +12,9 @@ pub mod message;
 pub mod persist;
 pub mod queue;
 pub mod resources;
+pub mod retained;
 pub mod topic;
+pub mod topic_map;
 pub mod vhost;
 
 pub use broker::{Broker, BrokerConfig, RecoveryReport};
@@ -21,3 +23,4 @@ pub use exchange::{ExchangeKind, ExchangeSpec};
 pub use message::{Message, Properties, Table, Value};
 pub use queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery, Queue};
 pub use vhost::{PublishOutcome, QueueDeclare, VHost};
+pub use junction_storage::{DurableReceipt, StoreError};

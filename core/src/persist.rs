@@ -11,6 +11,8 @@ const KIND_EXCHANGE: u8 = 2;
 const KIND_QUEUE: u8 = 3;
 const KIND_BINDING: u8 = 4;
 const KIND_USER: u8 = 5;
+const KIND_RETAINED: u8 = 6;
+const KIND_SESSION: u8 = 7;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DestinationKind {
@@ -43,6 +45,10 @@ pub enum Record {
     Queue { vhost: String, spec: QueueSpec },
     Binding(BindingRecord),
     User(UserRecord),
+    /// A retained message (MQTT), keyed by its topic.
+    Retained { vhost: String, topic: String, message: crate::message::Message, stored_at_ms: u64 },
+    /// A protocol session (e.g. an MQTT client's subscriptions), opaque to the core.
+    Session { vhost: String, protocol: String, id: String, data: Vec<u8> },
 }
 
 fn key(kind: u8, scope: &str, name: &[u8]) -> Vec<u8> {
@@ -63,6 +69,10 @@ impl Record {
             // A binding is identified by all of its fields.
             Record::Binding(b) => key(KIND_BINDING, &b.vhost, &bincode::serialize(b).expect("serializes")),
             Record::User(u) => key(KIND_USER, "", u.name.as_bytes()),
+            Record::Retained { vhost, topic, .. } => key(KIND_RETAINED, vhost, topic.as_bytes()),
+            Record::Session { vhost, protocol, id, .. } => {
+                key(KIND_SESSION, vhost, format!("{protocol}\0{id}").as_bytes())
+            }
         }
     }
 

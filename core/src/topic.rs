@@ -148,13 +148,30 @@ fn match_in<T: Clone>(node: &Node<T>, levels: &[&str], out: &mut Vec<T>, hide_wi
     }
 }
 
-/// Does one pattern match one topic? (The trie answers the same question for many patterns.)
+/// Does one pattern match one topic? (The trie answers the same question for many patterns;
+/// this walks the two level lists without allocating.)
 pub fn pattern_matches(syntax: TopicSyntax, pattern: &str, topic: &str) -> bool {
-    let mut trie = TopicTrie::new(syntax);
-    trie.insert(pattern, ());
-    let mut out = Vec::new();
-    trie.matches(topic, &mut out);
-    !out.is_empty()
+    let hidden = syntax.dollar_topics_hidden && topic.starts_with('$');
+    if hidden && (pattern.starts_with(syntax.one_level) || pattern.starts_with(syntax.many_levels)) {
+        let first = pattern.split(syntax.separator).next().unwrap_or("");
+        if first == syntax.one_level || first == syntax.many_levels {
+            return false;
+        }
+    }
+    let p: Vec<&str> = syntax.levels(pattern).collect();
+    let t: Vec<&str> = syntax.levels(topic).collect();
+    levels_match(&syntax, &p, &t)
+}
+
+fn levels_match(syntax: &TopicSyntax, p: &[&str], t: &[&str]) -> bool {
+    match p.split_first() {
+        None => t.is_empty(),
+        Some((first, rest)) if *first == syntax.many_levels => (0..=t.len()).any(|k| levels_match(syntax, rest, &t[k..])),
+        Some((first, rest)) => match t.split_first() {
+            Some((word, trest)) => (*first == syntax.one_level || first == word) && levels_match(syntax, rest, trest),
+            None => false,
+        },
+    }
 }
 
 #[cfg(test)]

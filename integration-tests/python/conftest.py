@@ -168,6 +168,7 @@ class JunctionBroker(BrokerBase):
         self.log_path = os.path.join(self.workdir, "broker.log")
         self.extra_args = list(extra_args)
         self.port = free_port()
+        self.mqtt_port = free_port()
         self.proc = None
         self.starts = 0
 
@@ -176,7 +177,8 @@ class JunctionBroker(BrokerBase):
             self.binary,
             "--data-dir", self.data_dir,
             "--amqp", "%s:%d" % (self.host, self.port),
-            "--mqtt", "off", "--stomp", "off", "--http", "off",
+            "--mqtt", "%s:%d" % (self.host, self.mqtt_port),
+            "--stomp", "off", "--http", "off",
             *self.extra_args,
         ]
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub struct Broker {
     child: Option<Child>,
+    extra_args: Vec<String>,
     pub amqp: SocketAddr,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -18,10 +19,16 @@ fn free_port() -> u16 {
 
 impl Broker {
     pub fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra command-line arguments (e.g. `--config FILE`).
+    pub fn start_with(extra_args: &[String]) -> Broker {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().to_path_buf();
         let amqp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut broker = Broker { child: None, amqp, data_dir, _tmp: Some(tmp) };
+        let extra_args = extra_args.to_vec();
+        let mut broker = Broker { child: None, extra_args, amqp, data_dir, _tmp: Some(tmp) };
         broker.spawn();
         broker
     }
@@ -35,6 +42,7 @@ impl Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_junction"))
             .args(["--data-dir", self.data_dir.join("data").to_str().unwrap()])
             .args(["--amqp", &self.amqp.to_string(), "--mqtt", "off", "--stomp", "off", "--http", "off"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -52,7 +60,11 @@ impl Broker {
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2F", self.amqp)
+        self.url_for("guest", "guest", "%2F")
+    }
+
+    pub fn url_for(&self, user: &str, password: &str, vhost: &str) -> String {
+        format!("amqp://{user}:{password}@{}/{vhost}", self.amqp)
     }
 
     /// SIGKILL, then start again on the same data dir and port.

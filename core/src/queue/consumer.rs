@@ -13,18 +13,35 @@ pub enum ConsumerEvent {
     Cancelled { tag: Arc<str>, cookie: u64 },
 }
 
-/// A prefetch window shared by every consumer of one channel (AMQP `basic.qos` with
-/// `global=true`). A limit of 0 means no limit.
+/// Deliveries a channel may have queued towards its connection but not yet written out. Bounds
+/// the adapter's delivery buffer even for no-ack and unlimited-prefetch consumers.
+pub const SEND_WINDOW: u32 = 1024;
+
+/// Credit shared by every consumer of one channel: the prefetch window (AMQP `basic.qos` with
+/// `global=true`; a limit of 0 means no limit) and the send window.
 #[derive(Debug, Default)]
 pub struct ChannelCredit {
     pub limit: AtomicU32,
+    /// Delivered and not yet acknowledged.
     pub in_flight: AtomicU32,
+    /// Handed to the adapter and not yet written to the network.
+    pub queued: AtomicU32,
 }
 
 impl ChannelCredit {
     pub fn has_room(&self) -> bool {
         let limit = self.limit.load(Ordering::Acquire);
-        limit == 0 || self.in_flight.load(Ordering::Acquire) < limit
+        (limit == 0 || self.in_flight.load(Ordering::Acquire) < limit) && self.send_window_open()
+    }
+
+    fn send_window_open(&self) -> bool {
+        self.queued.load(Ordering::Acquire) < SEND_WINDOW
+    }
+
+    /// The adapter wrote one delivery out. True when that reopened a full send window: the
+    /// adapter should then offer its queues the chance to deliver again (`Queue::kick`).
+    pub fn written(&self) -> bool {
+        self.queued.fetch_sub(1, Ordering::AcqRel) == SEND_WINDOW
     }
 }
 
@@ -55,7 +72,7 @@ pub struct Consumer {
 impl Consumer {
     pub fn has_credit(&self) -> bool {
         if self.spec.no_ack {
-            return true;
+            return self.spec.channel_credit.send_window_open();
         }
         (self.spec.prefetch == 0 || self.unacked < self.spec.prefetch) && self.spec.channel_credit.has_room()
     }

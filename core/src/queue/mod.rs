@@ -243,6 +243,7 @@ impl Queue {
                 st.push_ready(entry);
                 continue;
             }
+            consumer.spec.channel_credit.queued.fetch_add(1, Ordering::AcqRel);
             if consumer.spec.no_ack {
                 fx.released.push(entry);
             } else {

@@ -39,6 +39,13 @@ fn mqtt_filter_rules() {
     assert!(!mqtt("#", "$SYS/x"), "wildcard first level hides $ topics");
     assert!(!mqtt("+/x", "$SYS/x"));
     assert!(mqtt("$SYS/#", "$SYS/x"));
+    let mut trie = TopicTrie::new(MQTT);
+    trie.insert("#", 1);
+    trie.insert("+/x", 2);
+    trie.insert("$SYS/#", 3);
+    let mut out = Vec::new();
+    trie.matches("$SYS/x", &mut out);
+    assert_eq!(out, vec![3], "the trie applies the $ rule too");
     assert!(mqtt("a/b.c", "a/b.c"), "dots are literal in MQTT");
 }
 
@@ -78,6 +85,12 @@ proptest! {
         topic in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", ""]), 1..6),
     ) {
         let (p, t) = (pattern.join("."), topic.join("."));
-        prop_assert_eq!(amqp(&p, &t), reference(&pattern, &topic), "{} vs {}", p, t);
+        let expected = reference(&pattern, &topic);
+        prop_assert_eq!(amqp(&p, &t), expected, "matcher: {} vs {}", p, t);
+        let mut trie = TopicTrie::new(AMQP);
+        trie.insert(&p, ());
+        let mut out = Vec::new();
+        trie.matches(&t, &mut out);
+        prop_assert_eq!(!out.is_empty(), expected, "trie: {} vs {}", p, t);
     }
 }

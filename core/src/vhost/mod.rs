@@ -38,6 +38,7 @@ pub struct VHost {
     resources: Arc<Resources>,
     /// Broker-wide allocator of queue ids (names of queue logs in the store).
     queue_ids: Arc<AtomicU64>,
+    retained: crate::retained::RetainedStore,
     this: Weak<VHost>,
 }
 
@@ -70,6 +71,7 @@ impl VHost {
             store,
             resources,
             queue_ids,
+            retained: Default::default(),
             this: this.clone(),
         });
         for (name, kind) in STANDARD_EXCHANGES {
@@ -240,6 +242,17 @@ impl VHost {
             }
         }
         out
+    }
+
+    /// Retained messages (MQTT topics).
+    pub fn retained(&self) -> &crate::retained::RetainedStore {
+        &self.retained
+    }
+
+    /// Retains `message` for the MQTT `topic` (or clears it with `None`); durable once the
+    /// receipt resolves.
+    pub fn set_retained(&self, topic: &str, message: Option<Message>) -> DurableReceipt {
+        self.retained.set(&self.store, &self.name, topic, message)
     }
 
     /// Deletes the exclusive queues of a connection that went away.

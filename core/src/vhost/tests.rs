@@ -166,3 +166,29 @@ async fn max_length_drop_head_and_reject_publish() {
     let drop_q = v.queue("drop").unwrap();
     assert_eq!(body(&drop_q.get(true).unwrap()), b"1");
 }
+
+#[tokio::test]
+async fn send_window_bounds_deliveries_not_yet_written() {
+    use crate::queue::consumer::SEND_WINDOW;
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("flood", false, Table::default())).unwrap();
+    let q = v.queue("flood").unwrap();
+    let (mut spec, mut rx) = consumer(0);
+    spec.no_ack = true;
+    let credit = spec.channel_credit.clone();
+    q.consume(spec).unwrap();
+    for _ in 0..SEND_WINDOW + 10 {
+        v.publish("", Message { routing_key: "flood".into(), ..msg("m", false) }, false).unwrap();
+    }
+    let mut got = 0;
+    while next(&mut rx).is_some() {
+        got += 1;
+    }
+    assert_eq!(got, SEND_WINDOW, "a full window stops dispatch");
+    assert_eq!(q.counts().ready, 10);
+    assert!(credit.written(), "writing one out reopens the window");
+    q.kick();
+    assert!(next(&mut rx).is_some());
+}

@@ -131,6 +131,9 @@ impl Channel {
 
     /// Writes a queue's delivery as basic.deliver, or hands it back if this channel is closing.
     pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
+        if self.credit.written() {
+            self.kick_queues();
+        }
         if self.closing {
             if !d.no_ack {
                 d.queue.reject(&[d.seq], true);

@@ -1,0 +1,131 @@
+//! The state of one connected MQTT client, and the small operations the handlers share.
+
+use crate::codec::Framing;
+use crate::packet::{Level, Outbound, Will};
+use crate::session::{self, SessionState};
+use crate::Mqtt;
+use bytes::BytesMut;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use junction_core::auth::User;
+use junction_core::{ChannelCredit, ConsumerEvent, Queue, VHost};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::codec::Encoder;
+
+/// A QoS 1/2 message sent to the client and not yet fully acknowledged.
+pub enum Outgoing {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2). `source` is the core
+    /// message to ack (none for retained messages sent at subscribe time).
+    Sent { source: Option<(Arc<Queue>, u64)> },
+    /// QoS 2 PUBREC received and the core message acked; waiting for PUBCOMP.
+    Released,
+}
+
+/// What a consumer cookie stands for.
+pub enum Feed {
+    /// The session queue: matched against the session's ordinary subscriptions.
+    Session,
+    /// A `$share/...` or `$queue/...` subscription, by its filter as the client wrote it.
+    Direct(String),
+}
+
+/// An acknowledgement that must wait for the store: (packet id, QoS, stored ok).
+pub type PendingAck = BoxFuture<'static, (u16, u8, bool)>;
+
+pub struct Client {
+    pub mqtt: Arc<Mqtt>,
+    pub id: String,
+    pub level: Level,
+    pub vhost: Arc<VHost>,
+    /// Who logged in (permissions apply to this user).
+    pub user: User,
+    pub session: SessionState,
+    /// The session outlives the connection (clean session 0 / expiry > 0).
+    pub persistent: bool,
+    pub queue: Arc<Queue>,
+    /// Consumer cookie -> (queue, consumer id, what it feeds).
+    pub consumers: HashMap<u64, (Arc<Queue>, u64, Feed)>,
+    pub next_cookie: u64,
+    pub outstanding: HashMap<u16, Outgoing>,
+    next_packet_id: u16,
+    pub pending_acks: FuturesOrdered<PendingAck>,
+    pub will: Option<Will>,
+    /// Inbound topic aliases (MQTT 5).
+    pub aliases: HashMap<u16, String>,
+    pub topic_alias_max: u16,
+    pub max_packet_size: Option<u32>,
+    pub prefetch: u32,
+    pub credit: Arc<ChannelCredit>,
+    pub events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+    pub out: BytesMut,
+}
+
+/// Cookie of the session queue's consumer.
+pub const SESSION_COOKIE: u64 = 1;
+
+impl Client {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mqtt: Arc<Mqtt>,
+        id: String,
+        level: Level,
+        vhost: Arc<VHost>,
+        user: User,
+        session: SessionState,
+        persistent: bool,
+        queue: Arc<Queue>,
+        events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+    ) -> Client {
+        Client {
+            mqtt,
+            id,
+            level,
+            vhost,
+            user,
+            session,
+            persistent,
+            queue,
+            consumers: HashMap::new(),
+            next_cookie: SESSION_COOKIE + 1,
+            outstanding: HashMap::new(),
+            next_packet_id: 1,
+            pending_acks: FuturesOrdered::new(),
+            will: None,
+            aliases: HashMap::new(),
+            topic_alias_max: 0,
+            max_packet_size: None,
+            prefetch: 64,
+            credit: Arc::new(ChannelCredit::default()),
+            events_tx,
+            out: BytesMut::with_capacity(8 * 1024),
+        }
+    }
+
+    /// Encodes a packet into the output buffer.
+    pub fn send(&mut self, framing: &mut Framing, packet: Outbound) {
+        if let Err(e) = framing.encode(packet, &mut self.out) {
+            tracing::debug!(client = %self.id, error = %e, "packet not sent");
+        }
+    }
+
+    /// A free packet identifier for an outgoing QoS 1/2 publish.
+    pub fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.outstanding.contains_key(&id) && !self.session.awaiting_pubcomp.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Writes the session record if the session is persistent; the receipt resolves when durable.
+    pub fn save_session(&self) -> Option<junction_core::DurableReceipt> {
+        self.persistent.then(|| {
+            let broker = &self.mqtt.broker;
+            broker.put_session(self.vhost.name(), session::PROTOCOL, &self.id, self.session.encode())
+        })
+    }
+}

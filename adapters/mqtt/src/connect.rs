@@ -1,0 +1,292 @@
+//! CONNECT handling, the connection loop, and teardown (will, session save or removal).
+
+use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
+use crate::codec::Framing;
+use crate::packet::{reason, ConnAck, Connect, Inbound, Level, Outbound};
+use crate::session::{self, SessionState};
+use crate::Mqtt;
+use futures::StreamExt;
+use junction_core::message::{Table, Value};
+use junction_core::retained::now_ms;
+use junction_core::{ConsumerSpec, QueueDeclare};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::codec::{Encoder, FramedRead};
+
+/// How a connection ended, for the will and the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// DISCONNECT received (the will is dropped unless the reason asked for it).
+    Clean,
+    /// Network error, keep-alive timeout, protocol error, takeover, shutdown.
+    Abnormal,
+}
+
+pub async fn run<S>(mqtt: Arc<Mqtt>, stream: S, peer: SocketAddr, shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(rd, Framing::new(mqtt.config.max_packet_size));
+    let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
+    let connect = match first {
+        Ok(Some(Ok(Inbound::Connect(c)))) => c,
+        Ok(Some(Err(e))) => {
+            tracing::debug!(%peer, error = %e, "MQTT connection refused before CONNECT");
+            return;
+        }
+        _ => return,
+    };
+    let Some(accepted) = accept(&mqtt, &connect, peer, &mut reader, &mut wr).await else { return };
+    let (mut client, ownership, events, session_present) = accepted;
+    let ack = ConnAck {
+        session_present,
+        reason: reason::SUCCESS,
+        assigned_client_id: (connect.client_id.is_empty()).then(|| client.id.clone()),
+        receive_max: mqtt.config.max_inflight,
+        max_packet_size: Some(mqtt.config.max_packet_size),
+        topic_alias_max: client.topic_alias_max,
+        ..Default::default()
+    };
+    tracing::debug!(%peer, client = %client.id, user = %client.user.name, session_present, "MQTT connection open");
+    client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
+    client.will = connect.will.clone();
+    start_feeds(&mut client, reader.decoder_mut());
+    let keep_alive = (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: Instant::now() };
+    let end = conn.run(ownership.kicked, shutdown).await;
+    let _ = conn.writer.flush().await;
+    let _ = conn.writer.shutdown().await;
+    teardown(conn.client, end, ownership.generation).await;
+    drop(ownership.released);
+}
+
+type Accepted = (Client, crate::registry::Ownership, mpsc::UnboundedReceiver<junction_core::ConsumerEvent>, bool);
+
+/// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
+/// answered with CONNACK here.
+async fn accept<R, W>(
+    mqtt: &Arc<Mqtt>,
+    c: &Connect,
+    peer: SocketAddr,
+    reader: &mut FramedRead<R, Framing>,
+    wr: &mut W,
+) -> Option<Accepted>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let refuse = |code: u8| async move {
+        let mut out = bytes::BytesMut::new();
+        let _ = reader.decoder_mut().encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out);
+        let _ = wr.write_all(&out).await;
+        let _ = wr.shutdown().await;
+        None
+    };
+    if c.auth_method.is_some() {
+        return refuse(reason::BAD_AUTHENTICATION_METHOD).await;
+    }
+    // 3.1 needs an id; 3.1.1 allows an empty one only with a clean session; 5 always.
+    let id_required = c.level == Level::V31 || (c.level == Level::V311 && !c.clean_start);
+    if c.client_id.is_empty() && id_required {
+        return refuse(reason::CLIENT_ID_NOT_VALID).await;
+    }
+    let user = match (&c.username, &mqtt.config.anonymous_user) {
+        (Some(name), _) => {
+            let password = c.password.as_ref().map(|p| String::from_utf8_lossy(p).to_string()).unwrap_or_default();
+            mqtt.broker.authenticate(name, &password, peer.ip()).await
+        }
+        (None, Some(anonymous)) => mqtt.broker.authenticate_trusted(anonymous, peer.ip()),
+        (None, None) => return refuse(reason::NOT_AUTHORIZED).await,
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!(%peer, reason = %e.message, "MQTT login refused");
+            return refuse(if c.username.is_some() { reason::BAD_USERNAME_OR_PASSWORD } else { reason::NOT_AUTHORIZED }).await;
+        }
+    };
+    let Some(vhost) = mqtt.broker.vhost(&mqtt.config.vhost) else { return refuse(reason::SERVER_UNAVAILABLE).await };
+    let id = if c.client_id.is_empty() { generated_id() } else { c.client_id.clone() };
+    let (_, ownership) = mqtt.registry.claim(vhost.name(), &id).await;
+    let stored = mqtt.broker.session(vhost.name(), session::PROTOCOL, &id).and_then(|b| SessionState::decode(&b));
+    let resumed = match stored {
+        Some(s) if !c.clean_start && !s.expired(now_ms()) => Some(s),
+        Some(_) => {
+            remove_session(mqtt, &vhost, &id);
+            None
+        }
+        None => None,
+    };
+    let session_present = resumed.is_some();
+    let mut state = resumed.unwrap_or_default();
+    state.expiry_secs = c.session_expiry;
+    state.disconnected_at_ms = 0;
+    let persistent = c.session_expiry > 0;
+    let queue = match session_queue(mqtt, &vhost, &id, persistent) {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(client = %id, error = %e, "cannot open MQTT session queue");
+            return refuse(reason::SERVER_UNAVAILABLE).await;
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, state, persistent, queue, tx);
+    client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
+    client.max_packet_size = c.max_packet_size;
+    client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };
+    if let Some(receipt) = client.save_session() {
+        let _ = receipt.await;
+    }
+    Some((client, ownership, rx, session_present))
+}
+
+fn generated_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!("junction-{}", Alphanumeric.sample_string(&mut rand::rng(), 16))
+}
+
+/// Declares the queue holding the client's messages: durable for a persistent session.
+fn session_queue(
+    mqtt: &Mqtt,
+    vhost: &junction_core::VHost,
+    id: &str,
+    durable: bool,
+) -> junction_core::CoreResult<Arc<junction_core::Queue>> {
+    let mut arguments = Table::default();
+    arguments.insert("x-max-length", Value::I64(mqtt.config.max_queued_messages as i64));
+    let declare = QueueDeclare { name: session::queue_name(id), durable, arguments, ..Default::default() };
+    let declared = match vhost.declare_queue(declare.clone()) {
+        Ok(d) => d,
+        // The session's durability changed: start its queue afresh.
+        Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => {
+            vhost.delete_queue(&declare.name, false, false, 0)?;
+            vhost.declare_queue(declare)?
+        }
+        Err(e) => return Err(e),
+    };
+    vhost.queue_for(&declared.name, 0)
+}
+
+/// Starts consuming the session queue and the direct feeds of `$share`/`$queue`
+/// subscriptions, and resends PUBREL for QoS 2 exchanges still waiting for PUBCOMP.
+fn start_feeds(client: &mut Client, framing: &mut Framing) {
+    let queue = client.queue.clone();
+    consume(client, queue, SESSION_COOKIE, Feed::Session);
+    let direct: Vec<String> =
+        client.session.subscriptions.keys().filter(|f| crate::handlers::direct_queue(f).is_some()).cloned().collect();
+    for filter in direct {
+        crate::handlers::attach_direct(client, &filter);
+    }
+    for packet_id in client.session.awaiting_pubcomp.clone() {
+        client.outstanding.insert(packet_id, Outgoing::Released);
+        client.send(framing, Outbound::PubRel { packet_id });
+    }
+}
+
+pub fn consume(client: &mut Client, queue: Arc<junction_core::Queue>, cookie: u64, feed: Feed) {
+    let spec = ConsumerSpec {
+        tag: Arc::from(format!("mqtt-{}-{cookie}", client.id).as_str()),
+        no_ack: false,
+        exclusive: false,
+        prefetch: client.prefetch,
+        channel_credit: client.credit.clone(),
+        sink: client.events_tx.clone(),
+        cookie,
+    };
+    match queue.consume(spec) {
+        Ok(consumer) => {
+            client.consumers.insert(cookie, (queue, consumer, feed));
+        }
+        Err(e) => tracing::warn!(client = %client.id, error = %e, "cannot consume"),
+    }
+}
+
+/// Publishes the will (unless the client disconnected cleanly), hands unacked messages back,
+/// and keeps or removes the session.
+async fn teardown(mut client: Client, end: End, generation: u64) {
+    for (_, (queue, consumer, _)) in client.consumers.drain() {
+        queue.cancel(consumer);
+    }
+    for (_, outgoing) in client.outstanding.drain() {
+        if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
+            queue.reject(&[seq], true);
+        }
+    }
+    let mqtt = client.mqtt.clone();
+    if let (End::Abnormal, Some(will)) = (&end, client.will.take()) {
+        crate::handlers::schedule_will(&mqtt, &client, will);
+    }
+    let vhost = client.vhost.clone();
+    if client.persistent {
+        client.session.disconnected_at_ms = now_ms();
+        if let Some(receipt) = client.save_session() {
+            let _ = receipt.await;
+        }
+        schedule_expiry(&mqtt, vhost.name().to_string(), client.id.clone(), client.session.expiry_secs);
+    } else {
+        remove_session(&mqtt, &vhost, &client.id);
+    }
+    mqtt.registry.release(vhost.name(), &client.id, generation);
+}
+
+/// Deletes a session: its queue (bindings go with it) and its record.
+fn remove_session(mqtt: &Mqtt, vhost: &junction_core::VHost, id: &str) {
+    let _ = vhost.delete_queue(&session::queue_name(id), false, false, 0);
+    mqtt.broker.delete_session(vhost.name(), session::PROTOCOL, id);
+}
+
+fn schedule_expiry(mqtt: &Arc<Mqtt>, vhost: String, id: String, expiry_secs: u32) {
+    if expiry_secs == u32::MAX {
+        return;
+    }
+    let mqtt = mqtt.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(expiry_secs))).await;
+        expire_if_due(&mqtt, &vhost, &id);
+    });
+}
+
+/// Removes the session if it is still disconnected and past its expiry.
+fn expire_if_due(mqtt: &Mqtt, vhost_name: &str, id: &str) {
+    if mqtt.registry.is_connected(vhost_name, id) {
+        return;
+    }
+    let Some(state) = mqtt.broker.session(vhost_name, session::PROTOCOL, id).and_then(|b| SessionState::decode(&b)) else {
+        return;
+    };
+    if state.expired(now_ms()) {
+        if let Some(vhost) = mqtt.broker.vhost(vhost_name) {
+            tracing::debug!(client = %id, "MQTT session expired");
+            remove_session(mqtt, &vhost, id);
+        }
+    }
+}
+
+/// At start-up: sessions that expired while the broker was down go; the others get timers.
+pub fn expire_stored_sessions(mqtt: &Arc<Mqtt>) {
+    for (vhost, id, data) in mqtt.broker.sessions(session::PROTOCOL) {
+        let Some(mut state) = SessionState::decode(&data) else { continue };
+        if state.disconnected_at_ms == 0 {
+            // The broker stopped while the client was connected: its clock starts now.
+            state.disconnected_at_ms = now_ms();
+            let _ = mqtt.broker.put_session(&vhost, session::PROTOCOL, &id, state.encode());
+        }
+        if state.expired(now_ms()) {
+            expire_if_due(mqtt, &vhost, &id);
+        } else if state.expiry_secs != u32::MAX {
+            let left = (state.disconnected_at_ms + u64::from(state.expiry_secs) * 1000).saturating_sub(now_ms());
+            let (mqtt, vhost, id) = (mqtt.clone(), vhost.clone(), id.clone());
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(left)).await;
+                    expire_if_due(&mqtt, &vhost, &id);
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The connection loop and what each packet and each core delivery does.
+
+use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
+use crate::codec::Framing;
+use crate::connect::{consume, End};
+use crate::mapping;
+use crate::packet::{reason, Inbound, Level, Outbound, Publish, SubscriptionOptions, Will};
+use crate::session::{self, Subscription};
+use crate::Mqtt;
+use futures::{FutureExt, StreamExt};
+use junction_core::persist::DestinationKind;
+use junction_core::topic::{pattern_matches, MQTT};
+use junction_core::topic_map::mqtt_filter_to_amqp;
+use junction_core::{ConsumerEvent, Delivery, QueueDeclare, Table};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+pub struct Conn<S> {
+    pub reader: FramedRead<ReadHalf<S>, Framing>,
+    pub writer: WriteHalf<S>,
+    pub client: Client,
+    pub events: mpsc::UnboundedReceiver<ConsumerEvent>,
+    /// 1.5 x the client's keep-alive; None when it asked for none.
+    pub keep_alive: Option<Duration>,
+    pub last_read: Instant,
+}
+
+/// Why handling a packet ended the connection.
+struct Close {
+    end: End,
+    /// MQTT 5 DISCONNECT reason to send first (3.1.x just closes).
+    reason: Option<u8>,
+}
+
+fn protocol_error(code: u8) -> Close {
+    Close { end: End::Abnormal, reason: Some(code) }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub async fn run(&mut self, mut kicked: oneshot::Receiver<()>, mut shutdown: watch::Receiver<bool>) -> End {
+        let mut alarm = self.client.mqtt.broker.resources().alarm();
+        loop {
+            if !self.client.out.is_empty() {
+                let out = std::mem::take(&mut self.client.out);
+                if self.writer.write_all(&out).await.is_err() {
+                    return End::Abnormal;
+                }
+            }
+            let deadline = self.keep_alive.map(|k| self.last_read + k);
+            let blocked = *alarm.borrow();
+            let close = tokio::select! {
+                packet = self.reader.next(), if !blocked => {
+                    self.last_read = Instant::now();
+                    match packet {
+                        Some(Ok(p)) => self.on_packet(p).await.err(),
+                        Some(Err(e)) => {
+                            tracing::debug!(client = %self.client.id, error = %e, "malformed MQTT packet");
+                            Some(protocol_error(decode_reason(&e)))
+                        }
+                        None => Some(Close { end: End::Abnormal, reason: None }),
+                    }
+                }
+                Some(event) = self.events.recv() => {
+                    self.on_event(event);
+                    while let Ok(event) = self.events.try_recv() {
+                        self.on_event(event);
+                    }
+                    None
+                }
+                Some((packet_id, qos, ok)) = self.client.pending_acks.next(), if !self.client.pending_acks.is_empty() => {
+                    self.on_stored(packet_id, qos, ok);
+                    None
+                }
+                _ = sleep_until(deadline) => {
+                    tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
+                    Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
+                }
+                _ = &mut kicked => Some(protocol_error(reason::SESSION_TAKEN_OVER)),
+                _ = shutdown.changed() => Some(protocol_error(reason::SERVER_SHUTTING_DOWN)),
+                Ok(()) = alarm.changed() => None,
+            };
+            if let Some(close) = close {
+                if let (Some(code), Level::V5) = (close.reason, self.client.level) {
+                    let framing = self.reader.decoder_mut();
+                    self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: None });
+                }
+                let out = std::mem::take(&mut self.client.out);
+                let _ = self.writer.write_all(&out).await;
+                return close.end;
+            }
+        }
+    }
+
+    fn send(&mut self, packet: Outbound) {
+        let framing = self.reader.decoder_mut();
+        self.client.send(framing, packet);
+    }
+
+    async fn on_packet(&mut self, packet: Inbound) -> Result<(), Close> {
+        match packet {
+            Inbound::Publish(p) => self.on_publish(*p),
+            Inbound::PubAck(id) => {
+                self.settle(id);
+                Ok(())
+            }
+            Inbound::PubRec(id) => self.on_pubrec(id),
+            Inbound::PubRel(packet_id) => {
+                if self.client.session.incoming_qos2.remove(&packet_id) {
+                    let _ = self.client.save_session();
+                }
+                self.send(Outbound::PubComp { packet_id });
+                Ok(())
+            }
+            Inbound::PubComp(id) => {
+                self.client.outstanding.remove(&id);
+                if self.client.session.awaiting_pubcomp.remove(&id) {
+                    let _ = self.client.save_session();
+                }
+                Ok(())
+            }
+            Inbound::Subscribe { packet_id, subscription_id, filters } => {
+                self.on_subscribe(packet_id, subscription_id, filters);
+                Ok(())
+            }
+            Inbound::Unsubscribe { packet_id, filters } => {
+                let codes = filters.iter().map(|f| self.unsubscribe(f)).collect();
+                self.send(Outbound::UnsubAck { packet_id, codes });
+                Ok(())
+            }
+            Inbound::PingReq => {
+                self.send(Outbound::PingResp);
+                Ok(())
+            }
+            Inbound::Disconnect { reason: code, session_expiry } => {
+                if code != 0x04 {
+                    self.client.will = None;
+                }
+                if let Some(expiry) = session_expiry {
+                    if !self.client.persistent && expiry > 0 {
+                        return Err(protocol_error(reason::PROTOCOL_ERROR));
+                    }
+                    self.client.session.expiry_secs = expiry;
+                    self.client.persistent = expiry > 0;
+                }
+                Err(Close { end: if code == 0x04 { End::Abnormal } else { End::Clean }, reason: None })
+            }
+            Inbound::Connect(_) | Inbound::Auth => Err(protocol_error(reason::PROTOCOL_ERROR)),
+        }
+    }
+
+    fn on_publish(&mut self, mut p: Publish) -> Result<(), Close> {
+        self.resolve_alias(&mut p)?;
+        if p.topic.is_empty() || p.topic.contains(['+', '#']) {
+            return Err(protocol_error(reason::TOPIC_NAME_INVALID));
+        }
+        let packet_id = p.packet_id.unwrap_or(0);
+        if p.qos == 2 && self.client.session.incoming_qos2.contains(&packet_id) {
+            // A resent QoS 2 PUBLISH whose first copy was already routed.
+            self.send(Outbound::PubRec { packet_id, reason: reason::SUCCESS });
+            return Ok(());
+        }
+        let receipt = publish(&self.client.vhost, &p, &self.client.id);
+        if p.qos == 0 {
+            return Ok(());
+        }
+        let mut receipts: Vec<junction_core::DurableReceipt> = receipt.into_iter().collect();
+        if p.qos == 2 {
+            self.client.session.incoming_qos2.insert(packet_id);
+            receipts.extend(self.client.save_session());
+        }
+        let qos = p.qos;
+        self.client.pending_acks.push_back(
+            async move {
+                let ok = futures::future::join_all(receipts).await.into_iter().all(|r| matches!(r, Ok(Ok(()))));
+                (packet_id, qos, ok)
+            }
+            .boxed(),
+        );
+        Ok(())
+    }
+
+    /// MQTT 5 topic aliases: an alias with a topic sets it, an alias alone uses it.
+    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), Close> {
+        let Some(alias) = p.props.topic_alias.take() else { return Ok(()) };
+        if alias == 0 || alias > self.client.topic_alias_max {
+            return Err(protocol_error(reason::TOPIC_ALIAS_INVALID));
+        }
+        if p.topic.is_empty() {
+            p.topic = self.client.aliases.get(&alias).cloned().ok_or_else(|| protocol_error(reason::PROTOCOL_ERROR))?;
+        } else {
+            self.client.aliases.insert(alias, p.topic.clone());
+        }
+        Ok(())
+    }
+
+    /// A publish's store write finished: acknowledge it to the client.
+    fn on_stored(&mut self, packet_id: u16, qos: u8, ok: bool) {
+        let code = if ok { reason::SUCCESS } else { reason::UNSPECIFIED };
+        match qos {
+            1 => self.send(Outbound::PubAck { packet_id, reason: code }),
+            _ => self.send(Outbound::PubRec { packet_id, reason: code }),
+        }
+    }
+
+    fn settle(&mut self, packet_id: u16) {
+        if let Some(Outgoing::Sent { source: Some((queue, seq)) }) = self.client.outstanding.remove(&packet_id) {
+            queue.ack(&[seq]);
+        }
+    }
+
+    fn on_pubrec(&mut self, packet_id: u16) -> Result<(), Close> {
+        self.settle(packet_id);
+        self.client.outstanding.insert(packet_id, Outgoing::Released);
+        self.client.session.awaiting_pubcomp.insert(packet_id);
+        let _ = self.client.save_session();
+        self.send(Outbound::PubRel { packet_id });
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, packet_id: u16, subscription_id: Option<u32>, filters: Vec<(String, SubscriptionOptions)>) {
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in filters {
+            match self.subscribe(&filter, &options, subscription_id) {
+                Ok(is_new) => {
+                    codes.push(options.qos.min(2));
+                    let wanted = match options.retain_handling {
+                        0 => true,
+                        1 => is_new,
+                        _ => false,
+                    };
+                    if wanted && direct_queue(&filter).is_none() {
+                        retained.push((filter, options.qos.min(2)));
+                    }
+                }
+                Err(code) => codes.push(if self.client.level == Level::V5 { code } else { 0x80 }),
+            }
+        }
+        let _ = self.client.save_session();
+        self.send(Outbound::SubAck { packet_id, codes });
+        for (filter, qos) in retained {
+            self.send_retained(&filter, qos, subscription_id);
+        }
+    }
+
+    /// Adds or replaces a subscription; true when it is new.
+    fn subscribe(&mut self, filter: &str, options: &SubscriptionOptions, id: Option<u32>) -> Result<bool, u8> {
+        if !valid_filter(filter) {
+            return Err(reason::TOPIC_FILTER_INVALID);
+        }
+        let is_new = !self.client.session.subscriptions.contains_key(filter);
+        self.client.session.subscriptions.insert(filter.to_string(), Subscription::new(options, id));
+        if !is_new {
+            return Ok(false);
+        }
+        if direct_queue(filter).is_some() {
+            attach_direct(&mut self.client, filter);
+            return Ok(true);
+        }
+        let queue = self.client.queue.name().to_string();
+        let pattern = mqtt_filter_to_amqp(filter);
+        self.client
+            .vhost
+            .bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &queue, &pattern, Table::default(), 0)
+            .map_err(|_| reason::UNSPECIFIED)?;
+        Ok(true)
+    }
+
+    fn unsubscribe(&mut self, filter: &str) -> u8 {
+        if self.client.session.subscriptions.remove(filter).is_none() {
+            return reason::NO_SUBSCRIPTION_EXISTED;
+        }
+        let _ = self.client.save_session();
+        if direct_queue(filter).is_some() {
+            let cookie = self.client.consumers.iter().find_map(|(c, (_, _, f))| match f {
+                Feed::Direct(f) if f == filter => Some(*c),
+                _ => None,
+            });
+            if let Some((queue, consumer, _)) = cookie.and_then(|c| self.client.consumers.remove(&c)) {
+                queue.cancel(consumer);
+            }
+            return reason::SUCCESS;
+        }
+        let queue = self.client.queue.name().to_string();
+        let pattern = mqtt_filter_to_amqp(filter);
+        let _ = self.client.vhost.unbind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &queue, &pattern, &Table::default(), 0);
+        reason::SUCCESS
+    }
+
+    fn send_retained(&mut self, filter: &str, max_qos: u8, subscription_id: Option<u32>) {
+        for (topic, r) in self.client.vhost.retained().matching(filter) {
+            let qos = mapping::published_qos(&r.message).min(max_qos);
+            let mut p = mapping::to_mqtt(&r.message, topic, qos);
+            p.retain = true;
+            p.props.expiry_secs = r.remaining_ms().map(|ms| ms.div_ceil(1000) as u32);
+            p.props.subscription_ids = subscription_id.into_iter().collect();
+            self.emit(p, None);
+        }
+    }
+
+    fn on_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Deliver(d) => {
+                if self.client.credit.written() {
+                    for (queue, _, _) in self.client.consumers.values() {
+                        queue.kick();
+                    }
+                }
+                self.deliver(d);
+            }
+            ConsumerEvent::Cancelled { cookie, .. } => {
+                self.client.consumers.remove(&cookie);
+            }
+        }
+    }
+
+    /// A core delivery becomes a PUBLISH at the QoS its matching subscriptions allow.
+    fn deliver(&mut self, d: Delivery) {
+        let topic = mapping::topic_of(&d.message);
+        let Some((max_qos, ids)) = self.matching(d.cookie, &topic, &d.message) else {
+            d.queue.ack(&[d.seq]);
+            return;
+        };
+        let qos = mapping::published_qos(&d.message).min(max_qos);
+        let mut p = mapping::to_mqtt(&d.message, topic, qos);
+        p.dup = d.redelivered && qos > 0;
+        p.props.subscription_ids = ids;
+        let too_large = self.client.max_packet_size.is_some_and(|max| (p.payload.len() + p.topic.len() + 16) as u64 > u64::from(max));
+        if too_large || qos == 0 {
+            // Too large for this client (dropped, as MQTT 5 says) or nothing to wait for.
+            d.queue.ack(&[d.seq]);
+            if too_large {
+                return;
+            }
+        }
+        let source = (qos > 0).then(|| (d.queue.clone(), d.seq));
+        self.emit(p, source);
+    }
+
+    /// The QoS and subscription identifiers for a message from feed `cookie`, or None when
+    /// no subscription wants it (unsubscribed meanwhile, `$` topics under wildcards, No Local).
+    fn matching(&self, cookie: u64, topic: &str, msg: &junction_core::Message) -> Option<(u8, Vec<u32>)> {
+        let subs = &self.client.session.subscriptions;
+        if cookie != SESSION_COOKIE {
+            let Some((_, _, Feed::Direct(filter))) = self.client.consumers.get(&cookie) else { return None };
+            let s = subs.get(filter)?;
+            return Some((s.qos, s.subscription_id.into_iter().collect()));
+        }
+        let own = mapping::publisher_of(msg) == Some(self.client.id.as_str());
+        let mut best: Option<u8> = None;
+        let mut ids = Vec::new();
+        for (filter, s) in subs.iter().filter(|(f, _)| direct_queue(f).is_none()) {
+            if (own && s.no_local) || !pattern_matches(MQTT, filter, topic) {
+                continue;
+            }
+            best = Some(best.map_or(s.qos, |b| b.max(s.qos)));
+            ids.extend(s.subscription_id);
+        }
+        best.map(|q| (q, ids))
+    }
+
+    /// Sends a PUBLISH, assigning a packet id for QoS 1/2.
+    fn emit(&mut self, mut p: Publish, source: Option<(Arc<junction_core::Queue>, u64)>) {
+        if p.qos > 0 {
+            let id = self.client.allocate_packet_id();
+            p.packet_id = Some(id);
+            self.client.outstanding.insert(id, Outgoing::Sent { source });
+        }
+        self.send(Outbound::Publish(Box::new(p)));
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => futures::future::pending().await,
+    }
+}
+
+fn decode_reason(e: &crate::codec::DecodeError) -> u8 {
+    use crate::codec::DecodeError as D;
+    match e {
+        D::MaxSizeExceeded { .. } => reason::PACKET_TOO_LARGE,
+        D::InvalidTopicName => reason::TOPIC_NAME_INVALID,
+        D::InvalidTopicFilter => reason::TOPIC_FILTER_INVALID,
+        D::UnsupportedPacketType | D::PacketIdRequired => reason::PROTOCOL_ERROR,
+        _ => reason::MALFORMED_PACKET,
+    }
+}
+
+/// Routes an MQTT publish (and its retained copy) through the core; the receipt resolves
+/// when it is durable.
+pub fn publish(vhost: &junction_core::VHost, p: &Publish, client_id: &str) -> Option<junction_core::DurableReceipt> {
+    let msg = mapping::to_core(p, client_id);
+    let mut retained = None;
+    if p.retain && !p.topic.starts_with(mapping::QUEUE_PREFIX) {
+        let stored = (!p.payload.is_empty()).then(|| msg.clone());
+        retained = Some(vhost.set_retained(&p.topic, stored));
+    }
+    let (exchange, _) = mapping::destination(&p.topic);
+    let routed = vhost.publish(exchange, msg, p.qos > 0).ok().and_then(|o| o.durable);
+    match (routed, retained) {
+        (Some(a), Some(b)) => Some(join_receipts(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn join_receipts(a: junction_core::DurableReceipt, b: junction_core::DurableReceipt) -> junction_core::DurableReceipt {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (ra, rb) = futures::join!(a, b);
+        let ok = matches!(ra, Ok(Ok(()))) && matches!(rb, Ok(Ok(())));
+        let _ = tx.send(if ok { Ok(()) } else { Err(junction_core::StoreError::Closed) });
+    });
+    rx
+}
+
+/// The core queue a `$share/{group}/{filter}` or `$queue/{name}` subscription consumes.
+pub fn direct_queue(filter: &str) -> Option<(String, Option<String>)> {
+    if let Some(name) = filter.strip_prefix(mapping::QUEUE_PREFIX) {
+        return Some((name.to_string(), None));
+    }
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, inner) = rest.split_once('/')?;
+    Some((session::shared_queue_name(group, inner), Some(inner.to_string())))
+}
+
+/// Declares (if needed), binds and consumes the queue behind a direct subscription.
+pub fn attach_direct(client: &mut Client, filter: &str) {
+    let Some((name, inner)) = direct_queue(filter) else { return };
+    let declare = QueueDeclare { name: name.clone(), durable: true, ..Default::default() };
+    if let Err(e) = client.vhost.declare_queue(declare) {
+        tracing::warn!(client = %client.id, error = %e, "cannot declare {name}");
+        return;
+    }
+    if let Some(inner) = inner {
+        let pattern = mqtt_filter_to_amqp(&inner);
+        let _ = client.vhost.bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &name, &pattern, Table::default(), 0);
+    }
+    let Ok(queue) = client.vhost.queue_for(&name, 0) else { return };
+    let cookie = client.next_cookie;
+    client.next_cookie += 1;
+    consume(client, queue, cookie, Feed::Direct(filter.to_string()));
+}
+
+/// Topic filter syntax: `#` only as the last level, `+` and `#` only as whole levels.
+pub fn valid_filter(filter: &str) -> bool {
+    let filter = match direct_queue(filter) {
+        Some((_, Some(inner))) => return !inner.is_empty() && valid_filter(&inner),
+        Some((name, None)) => return !name.is_empty(),
+        None if filter.starts_with("$share/") => return false,
+        None => filter,
+    };
+    if filter.is_empty() {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, l)| match *l {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+/// Publishes a will now, or after its delay unless the client has come back by then.
+pub fn schedule_will(mqtt: &Arc<Mqtt>, client: &Client, will: Will) {
+    let p = Publish {
+        topic: will.topic,
+        payload: will.payload,
+        qos: will.qos,
+        retain: will.retain,
+        dup: false,
+        packet_id: None,
+        props: will.props,
+    };
+    let (vhost, id) = (client.vhost.clone(), client.id.clone());
+    if will.delay_secs == 0 {
+        publish(&vhost, &p, &id);
+        return;
+    }
+    let mqtt = mqtt.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(u64::from(will.delay_secs))).await;
+        // A reconnect with the same client id cancels a delayed will.
+        if !mqtt.registry.is_connected(vhost.name(), &id) {
+            publish(&vhost, &p, &id);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_syntax() {
+        for ok in ["a", "a/b", "+", "#", "a/+/c", "a/#", "/", "$share/g/a/#", "$queue/jobs", "+/+"] {
+            assert!(valid_filter(ok), "{ok}");
+        }
+        for bad in ["", "a#", "a/#/b", "a+/b", "$share/g", "$share/g/", "$queue/", "#/a"] {
+            assert!(!valid_filter(bad), "{bad}");
+        }
+        assert_eq!(direct_queue("$share/g/a/+"), Some(("mqtt-share-g-a/+".into(), Some("a/+".into()))));
+    }
+}

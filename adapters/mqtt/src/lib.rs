@@ -1,0 +1,93 @@
+//! Junction's MQTT adapter: MQTT 3.1, 3.1.1 and 5.0 on the shared core. Framing and packet
+//! conversion in `codec`/`packet`, sessions in `session`, client-id ownership in `registry`,
+//! the per-connection state machine in `connect` (CONNECT), `client` (state) and `handlers`
+//! (packets and deliveries).
+
+mod client;
+pub mod codec;
+mod connect;
+mod handlers;
+pub mod mapping;
+pub mod packet;
+mod registry;
+pub mod session;
+
+use junction_core::Broker;
+use registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// Largest packet a client may send (checked from the fixed header).
+    pub max_packet_size: u32,
+    /// QoS 1/2 messages in flight to one client (also capped by its Receive Maximum).
+    pub max_inflight: u16,
+    /// Messages an offline (or slow) session keeps; the oldest are dropped beyond it.
+    pub max_queued_messages: u64,
+    /// A client must send CONNECT within this time.
+    pub connect_timeout: Duration,
+    /// Clients without a username log in as this user (None: anonymous clients refused).
+    pub anonymous_user: Option<String>,
+    pub vhost: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_size: 16 * 1024 * 1024,
+            max_inflight: 64,
+            max_queued_messages: 1_000_000,
+            connect_timeout: Duration::from_secs(10),
+            anonymous_user: Some("guest".into()),
+            vhost: "/".into(),
+        }
+    }
+}
+
+/// Everything connections share.
+pub struct Mqtt {
+    pub broker: Arc<Broker>,
+    pub config: MqttConfig,
+    registry: Arc<Registry>,
+}
+
+impl Mqtt {
+    /// Prepares the adapter: drops sessions that expired while the broker was down and
+    /// schedules the expiry of the others.
+    pub fn new(broker: Arc<Broker>, config: MqttConfig) -> Arc<Mqtt> {
+        let mqtt = Arc::new(Mqtt { broker, config, registry: Registry::new() });
+        connect::expire_stored_sessions(&mqtt);
+        mqtt
+    }
+
+    /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends.
+    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, peer: std::net::SocketAddr, shutdown: watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        connect::run(self, stream, peer, shutdown).await
+    }
+}
+
+/// Accepts TCP connections until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, mqtt: Arc<Mqtt>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(mqtt.clone().serve_stream(stream, peer, shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! MQTT publishes to and from core messages. MQTT topics become `amq.topic` routing keys by
+//! the reversible mapping in `junction_core::topic_map`; `$queue/{name}` addresses the named
+//! queue through the default exchange.
+
+use crate::packet::{Publish, PublishProps};
+use junction_core::message::{Message, Properties, Table, Value};
+use junction_core::topic_map::{amqp_to_mqtt, mqtt_to_amqp};
+
+/// The exchange MQTT topics live on, as in RabbitMQ's MQTT plugin.
+pub const TOPIC_EXCHANGE: &str = "amq.topic";
+/// Topic prefix addressing a named queue directly.
+pub const QUEUE_PREFIX: &str = "$queue/";
+/// Header carrying the QoS the message was published with (1 and 2 are both "persistent").
+pub const QOS_HEADER: &str = "x-mqtt-publish-qos";
+/// Header naming the publishing client, for MQTT 5 No Local.
+pub const CLIENT_HEADER: &str = "x-mqtt-client-id";
+/// Header carrying MQTT 5's payload format indicator.
+pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format";
+
+/// Where a publish to `topic` goes: (exchange, routing key).
+pub fn destination(topic: &str) -> (&'static str, String) {
+    match topic.strip_prefix(QUEUE_PREFIX) {
+        Some(queue) => ("", queue.to_string()),
+        None => (TOPIC_EXCHANGE, mqtt_to_amqp(topic)),
+    }
+}
+
+/// The MQTT topic a core message is shown under.
+pub fn topic_of(msg: &Message) -> String {
+    if msg.exchange.is_empty() {
+        format!("{QUEUE_PREFIX}{}", msg.routing_key)
+    } else {
+        amqp_to_mqtt(&msg.routing_key)
+    }
+}
+
+/// A core message for an MQTT publish.
+pub fn to_core(p: &Publish, client_id: &str) -> Message {
+    let (exchange, routing_key) = destination(&p.topic);
+    let mut headers = Table::default();
+    headers.insert(QOS_HEADER, Value::U8(p.qos));
+    headers.insert(CLIENT_HEADER, Value::str(client_id));
+    if p.props.payload_utf8 {
+        headers.insert(PAYLOAD_FORMAT_HEADER, Value::U8(1));
+    }
+    for (k, v) in &p.props.user {
+        headers.0.push((k.clone(), Value::str(v)));
+    }
+    let properties = Properties {
+        content_type: p.props.content_type.clone(),
+        headers,
+        persistent: p.qos > 0,
+        correlation_id: p.props.correlation_data.clone(),
+        reply_to: p.props.response_topic.clone(),
+        expiration_ms: p.props.expiry_secs.map(|s| u64::from(s) * 1000),
+        ..Default::default()
+    };
+    Message::new(exchange, &routing_key, properties, p.payload.clone())
+}
+
+/// The QoS a core message was published with (AMQP/STOMP messages: persistent = 1).
+pub fn published_qos(msg: &Message) -> u8 {
+    match msg.properties.headers.get(QOS_HEADER).and_then(Value::as_i64) {
+        Some(q) => q.clamp(0, 2) as u8,
+        None => u8::from(msg.properties.persistent),
+    }
+}
+
+pub fn publisher_of(msg: &Message) -> Option<&str> {
+    msg.properties.headers.get(CLIENT_HEADER).and_then(Value::as_str)
+}
+
+/// An outgoing PUBLISH for a core message (packet id, QoS and flags set by the caller).
+pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
+    let h = &msg.properties.headers;
+    let user = h
+        .iter()
+        .filter(|(k, _)| !k.starts_with("x-mqtt-"))
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.to_string(), s.to_string())))
+        .collect();
+    let props = PublishProps {
+        payload_utf8: h.get(PAYLOAD_FORMAT_HEADER).and_then(Value::as_i64) == Some(1),
+        expiry_secs: msg.properties.expiration_ms.map(|ms| ms.div_ceil(1000) as u32),
+        content_type: msg.properties.content_type.clone(),
+        response_topic: msg.properties.reply_to.clone(),
+        correlation_data: msg.properties.correlation_id.clone(),
+        user,
+        subscription_ids: Vec::new(),
+        topic_alias: None,
+    };
+    Publish { topic, payload: msg.body.clone(), qos, retain: false, dup: false, packet_id: None, props }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn publish(topic: &str, qos: u8) -> Publish {
+        Publish {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"\0x"),
+            qos,
+            retain: false,
+            dup: false,
+            packet_id: None,
+            props: PublishProps { user: vec![("b".into(), "2".into()), ("a".into(), "1".into())], ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn dotted_topics_and_queue_topics_round_trip() {
+        let m = to_core(&publish("spBv1.0/g/n", 2), "c1");
+        assert_eq!((m.exchange.as_str(), m.routing_key.as_str()), ("amq.topic", "spBv1%2E0.g.n"));
+        assert_eq!(topic_of(&m), "spBv1.0/g/n");
+        assert_eq!(published_qos(&m), 2);
+        assert_eq!(publisher_of(&m), Some("c1"));
+        let back = to_mqtt(&m, topic_of(&m), 1);
+        assert_eq!(back.props.user, vec![("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())]);
+        let q = to_core(&publish("$queue/jobs", 1), "c1");
+        assert_eq!((q.exchange.as_str(), q.routing_key.as_str()), ("", "jobs"));
+        assert_eq!(topic_of(&q), "$queue/jobs");
+    }
+}

@@ -1,0 +1,93 @@
+//! Which connection currently owns each client id, so that a second CONNECT with the same id
+//! takes the session over: the first connection is told to leave and finishes its cleanup
+//! before the new one attaches to the session.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// Handed to the connection that owns a client id.
+pub struct Ownership {
+    /// Fires when another connection takes the id over.
+    pub kicked: oneshot::Receiver<()>,
+    /// Dropped (or set) when this connection has fully released the session.
+    pub released: watch::Sender<bool>,
+    pub generation: u64,
+}
+
+struct Owner {
+    kick: Option<oneshot::Sender<()>>,
+    released: watch::Receiver<bool>,
+    generation: u64,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    owners: Mutex<HashMap<(String, String), Owner>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    /// Claims `client_id` in `vhost`; an existing owner is kicked and awaited (bounded).
+    /// Returns whether someone was taken over, and the new ownership.
+    pub async fn claim(&self, vhost: &str, client_id: &str) -> (bool, Ownership) {
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let (released_tx, released_rx) = watch::channel(false);
+        let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let previous = self.owners.lock().insert(
+            (vhost.to_string(), client_id.to_string()),
+            Owner { kick: Some(kick_tx), released: released_rx, generation },
+        );
+        let took_over = previous.is_some();
+        if let Some(mut old) = previous {
+            if let Some(kick) = old.kick.take() {
+                let _ = kick.send(());
+            }
+            let wait = old.released.wait_for(|done| *done);
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        }
+        (took_over, Ownership { kicked: kick_rx, released: released_tx, generation })
+    }
+
+    /// Forgets the owner if it is still `generation` (a newer one may already have claimed).
+    pub fn release(&self, vhost: &str, client_id: &str, generation: u64) {
+        let mut owners = self.owners.lock();
+        let key = (vhost.to_string(), client_id.to_string());
+        if owners.get(&key).is_some_and(|o| o.generation == generation) {
+            owners.remove(&key);
+        }
+    }
+
+    pub fn is_connected(&self, vhost: &str, client_id: &str) -> bool {
+        self.owners.lock().contains_key(&(vhost.to_string(), client_id.to_string()))
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_claim_kicks_the_first_and_waits_for_release() {
+        let reg = Registry::new();
+        let (took, first) = reg.claim("/", "c").await;
+        assert!(!took);
+        let Ownership { kicked, released, generation } = first;
+        let reg2 = reg.clone();
+        let second = tokio::spawn(async move { reg2.claim("/", "c").await });
+        kicked.await.expect("kicked");
+        assert!(!second.is_finished());
+        released.send_replace(true);
+        let (took, _new) = second.await.unwrap();
+        assert!(took);
+        reg.release("/", "c", generation);
+        assert!(reg.is_connected("/", "c"), "a stale release does not remove the new owner");
+    }
+}

@@ -1,0 +1,89 @@
+//! Retained messages (MQTT): the last retained message of each topic, kept in memory for
+//! matching and in the store for restarts. Topics and filters here are MQTT-shaped.
+
+use crate::message::Message;
+use crate::persist::Record;
+use crate::topic::{pattern_matches, MQTT};
+use junction_storage::{DurableReceipt, Store};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone)]
+pub struct RetainedMessage {
+    pub message: Arc<Message>,
+    /// When it was retained, for message expiry.
+    pub stored_at_ms: u64,
+}
+
+impl RetainedMessage {
+    fn expired(&self, now_ms: u64) -> bool {
+        self.message.properties.expiration_ms.is_some_and(|ttl| self.stored_at_ms + ttl <= now_ms)
+    }
+
+    /// Milliseconds of life left, if it expires.
+    pub fn remaining_ms(&self) -> Option<u64> {
+        let ttl = self.message.properties.expiration_ms?;
+        Some((self.stored_at_ms + ttl).saturating_sub(now_ms()))
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Default)]
+pub struct RetainedStore {
+    by_topic: RwLock<HashMap<String, RetainedMessage>>,
+}
+
+impl RetainedStore {
+    /// Sets (or with `None` clears) the retained message of `topic`; returns the store receipt.
+    pub(crate) fn set(&self, store: &Store, vhost: &str, topic: &str, message: Option<Message>) -> DurableReceipt {
+        let stored_at_ms = now_ms();
+        match message {
+            Some(message) => {
+                let record = Record::Retained { vhost: vhost.into(), topic: topic.into(), message, stored_at_ms };
+                let receipt = store.submit_durable(vec![record.put()]);
+                let Record::Retained { message, .. } = record else { unreachable!("built above") };
+                let entry = RetainedMessage { message: Arc::new(message), stored_at_ms };
+                self.by_topic.write().insert(topic.to_string(), entry);
+                receipt
+            }
+            None => {
+                self.by_topic.write().remove(topic);
+                let record = Record::Retained {
+                    vhost: vhost.into(),
+                    topic: topic.into(),
+                    message: Message::new("", "", Default::default(), Default::default()),
+                    stored_at_ms,
+                };
+                store.submit_durable(vec![record.delete()])
+            }
+        }
+    }
+
+    pub(crate) fn restore(&self, topic: String, message: Message, stored_at_ms: u64) {
+        self.by_topic.write().insert(topic, RetainedMessage { message: Arc::new(message), stored_at_ms });
+    }
+
+    /// The live retained messages whose topics match the MQTT `filter`, with their topics.
+    pub fn matching(&self, filter: &str) -> Vec<(String, RetainedMessage)> {
+        let now = now_ms();
+        self.by_topic
+            .read()
+            .iter()
+            .filter(|(topic, r)| !r.expired(now) && pattern_matches(MQTT, filter, topic))
+            .map(|(t, r)| (t.clone(), r.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_topic.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

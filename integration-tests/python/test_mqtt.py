@@ -1,0 +1,238 @@
+"""MQTT with paho-mqtt (3.1, 3.1.1 and 5.0) against Junction, and across to AMQP with pika."""
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+pytestmark = pytest.mark.junction_only
+
+VERSIONS = {"3.1": mqtt.MQTTv31, "3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+WAIT = 10
+
+
+class Client:
+    """A paho client with its network loop in a thread and received messages in a list."""
+
+    def __init__(self, broker, client_id=None, version="3.1.1", clean=True, will=None, expiry=None, user=None):
+        self.version = VERSIONS[version]
+        self.client_id = client_id or "c-" + uuid.uuid4().hex[:8]
+        kwargs = {"clean_session": clean} if self.version != mqtt.MQTTv5 else {}
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.version, **kwargs)
+        self.messages, self.lock = [], threading.Lock()
+        self.connected, self.disconnected = threading.Event(), threading.Event()
+        self.connack = None
+        self.c.on_message = self._on_message
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
+        if user:
+            self.c.username_pw_set(*user)
+        if will:
+            self.c.will_set(*will)
+        props = None
+        if self.version == mqtt.MQTTv5 and expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = expiry
+        self.c.connect("127.0.0.1", broker.mqtt_port, keepalive=30,
+                       **({"clean_start": clean, "properties": props} if self.version == mqtt.MQTTv5 else {}))
+        self.c.loop_start()
+        assert self.connected.wait(WAIT), "no CONNACK"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.connack = (flags, reason_code)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            self.messages.append(msg)
+
+    def subscribe(self, topic, qos=0):
+        done = threading.Event()
+        self.c.on_subscribe = lambda *a: done.set()
+        self.c.subscribe(topic, qos)
+        assert done.wait(WAIT), "no SUBACK"
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        info = self.c.publish(topic, payload, qos=qos, retain=retain)
+        if qos:
+            info.wait_for_publish(WAIT)
+            assert info.is_published()
+
+    def wait_for(self, n):
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= n:
+                    return list(self.messages)
+            time.sleep(0.02)
+        raise AssertionError("expected %d messages, got %r" % (n, [m.payload for m in self.messages]))
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.mark.parametrize("version", ["3.1", "3.1.1", "5"])
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_publish_subscribe_each_version_and_qos(broker, version, qos):
+    sub = Client(broker, version=version)
+    sub.subscribe("sensors/+/temp", qos)
+    pub = Client(broker, version=version)
+    pub.publish("sensors/kitchen/temp", b"21.5", qos=qos)
+    pub.publish("sensors/kitchen/humidity", b"40", qos=qos)
+    pub.publish("sensors/hall/temp", b"19.0", qos=qos)
+    got = sub.wait_for(2)
+    assert [(m.topic, m.payload, m.qos) for m in got] == [
+        ("sensors/kitchen/temp", b"21.5", qos), ("sensors/hall/temp", b"19.0", qos)]
+    sub.close()
+    pub.close()
+
+
+def test_retained_messages_reach_wildcard_subscribers_and_can_be_cleared(broker):
+    pub = Client(broker)
+    pub.publish("home/lights/kitchen", b"on", qos=1, retain=True)
+    pub.publish("home/lights/hall", b"off", qos=1, retain=True)
+    sub = Client(broker)
+    sub.subscribe("home/#", 1)
+    got = sub.wait_for(2)
+    assert sorted((m.topic, m.payload, m.retain) for m in got) == [
+        ("home/lights/hall", b"off", True), ("home/lights/kitchen", b"on", True)]
+    pub.publish("home/lights/hall", b"", qos=1, retain=True)
+    late = Client(broker)
+    late.subscribe("home/lights/+", 0)
+    assert [(m.topic, m.payload) for m in late.wait_for(1)] == [("home/lights/kitchen", b"on")]
+    time.sleep(0.2)
+    assert len(late.messages) == 1
+
+
+def test_wildcards_do_not_match_dollar_topics(broker):
+    sub = Client(broker)
+    sub.subscribe("#", 0)
+    pub = Client(broker)
+    pub.publish("$internal/x", b"hidden", qos=1)
+    pub.publish("visible", b"seen", qos=1)
+    assert [m.topic for m in sub.wait_for(1)] == ["visible"]
+    time.sleep(0.2)
+    assert len(sub.messages) == 1
+
+
+def test_persistent_session_gets_messages_published_while_offline_even_after_kill9(broker):
+    first = Client(broker, client_id="keeper", clean=False)
+    first.subscribe("jobs/#", 1)
+    first.close()
+    pub = Client(broker)
+    for i in range(5):
+        pub.publish("jobs/%d" % i, b"job %d" % i, qos=1)
+    pub.close()
+    broker.kill9()
+    broker.restart()
+    again = Client(broker, client_id="keeper", clean=False)
+    assert again.connack[0].session_present
+    got = again.wait_for(5)
+    assert [m.payload for m in got] == [b"job %d" % i for i in range(5)]
+
+
+def test_mqtt5_session_expiry_and_clean_start(broker):
+    c = Client(broker, client_id="exp5", version="5", clean=True, expiry=300)
+    c.subscribe("t/#", 1)
+    c.close()
+    Client(broker).publish("t/1", b"kept", qos=1)
+    back = Client(broker, client_id="exp5", version="5", clean=False, expiry=300)
+    assert back.connack[0].session_present
+    assert [m.payload for m in back.wait_for(1)] == [b"kept"]
+    back.close()
+    fresh = Client(broker, client_id="exp5", version="5", clean=True, expiry=0)
+    assert not fresh.connack[0].session_present
+
+
+def test_will_is_published_when_the_client_vanishes(broker):
+    watcher = Client(broker)
+    watcher.subscribe("status/+", 1)
+    doomed = Client(broker, will=("status/doomed", b"gone", 1, False))
+    doomed.c.loop_stop()
+    doomed.c.socket().close()  # no DISCONNECT: an abnormal end
+    assert [(m.topic, m.payload) for m in watcher.wait_for(1)] == [("status/doomed", b"gone")]
+    polite = Client(broker, will=("status/polite", b"gone", 1, False))
+    polite.close()
+    time.sleep(0.3)
+    assert len(watcher.messages) == 1, "a clean DISCONNECT discards the will"
+
+
+def test_session_takeover_closes_the_first_connection(broker):
+    a = Client(broker, client_id="dup", version="5")
+    b = Client(broker, client_id="dup", version="5")
+    assert a.disconnected.wait(WAIT)
+    b.subscribe("x", 0)
+    Client(broker).publish("x", b"to b", qos=1)
+    assert [m.payload for m in b.wait_for(1)] == [b"to b"]
+
+
+def test_shared_subscription_balances_between_members(broker):
+    members = [Client(broker, version="5"), Client(broker, version="5")]
+    for m in members:
+        m.subscribe("$share/workers/tasks/#", 1)
+    pub = Client(broker)
+    for i in range(10):
+        pub.publish("tasks/%d" % i, b"%d" % i, qos=1)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and sum(len(m.messages) for m in members) < 10:
+        time.sleep(0.05)
+    counts = [len(m.messages) for m in members]
+    assert sum(counts) == 10 and min(counts) >= 3, counts
+
+
+def test_queue_topic_reaches_an_amqp_consumer_and_back(broker):
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("q-mqtt", durable=True)
+    pub = Client(broker)
+    pub.publish("$queue/q-mqtt", b"from mqtt", qos=1)
+    deadline = time.monotonic() + WAIT
+    got = None
+    while got is None and time.monotonic() < deadline:
+        got = ch.basic_get("q-mqtt", auto_ack=True)[2]
+        time.sleep(0.05)
+    assert got == b"from mqtt"
+    sub = Client(broker)
+    sub.subscribe("$queue/q-mqtt", 1)
+    ch.basic_publish("", "q-mqtt", b"from amqp", pika.BasicProperties(delivery_mode=2))
+    assert [m.payload for m in sub.wait_for(1)] == [b"from amqp"]
+
+
+def test_dotted_topic_round_trips_through_amqp(broker):
+    conn = broker.connect()
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "amq.topic", "spBv1%2E0.#")
+    sub = Client(broker)
+    sub.subscribe("spBv1.0/#", 1)
+    Client(broker).publish("spBv1.0/group/NDATA/node", b"\x00payload", qos=1)
+    deadline = time.monotonic() + WAIT
+    body = None
+    while body is None and time.monotonic() < deadline:
+        method, _, body = ch.basic_get(q, auto_ack=True)
+        time.sleep(0.05)
+    assert method.routing_key == "spBv1%2E0.group.NDATA.node"
+    ch.basic_publish("amq.topic", method.routing_key, b"back")
+    got = sub.wait_for(2)
+    assert [(m.topic, m.payload) for m in got] == [
+        ("spBv1.0/group/NDATA/node", b"\x00payload"), ("spBv1.0/group/NDATA/node", b"back")]
+
+
+def test_bad_password_is_refused(broker):
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bad", protocol=mqtt.MQTTv311)
+    c.username_pw_set("guest", "wrong")
+    codes = []
+    c.on_connect = lambda cl, u, f, rc, p: codes.append(rc)
+    c.connect("127.0.0.1", broker.mqtt_port)
+    c.loop_start()
+    deadline = time.monotonic() + WAIT
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.loop_stop()
+    assert codes and codes[0].value == 134  # "bad user name or password" (3.1.1 code 4)

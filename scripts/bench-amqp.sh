@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Junction against RabbitMQ on this machine, with one neutral load generator (`junction bench
+# amqp`, lapin underneath) for both, and writes docs/benchmarks.md.
+#
+#   scripts/bench-amqp.sh                 # 4 scenarios x 2 brokers, 15 s each (BENCH_DURATION)
+#
+# Each run gets a freshly started broker on a fresh temp data dir, on loopback; the brokers take
+# turns scenario by scenario, so neither runs while the other is measured. Installs Debian's
+# rabbitmq-server when it is missing. The sections from "## Recovery" on (scripts/recovery-time.sh)
+# and any later ones are kept when the file is rewritten.
+#
+# scripts/recovery-time.sh sources this file for its helpers; `main` runs only when executed.
+set -euo pipefail
+
+# A TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# True once 127.0.0.1:$1 accepts a connection.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Waits up to $2 seconds for port $1, or fails; $3 is the pid that must stay alive meanwhile.
+wait_port() {
+  local port=$1 deadline=$((SECONDS + $2)) pid=$3
+  until port_open "$port"; do
+    kill -0 "$pid" 2>/dev/null || { echo "broker (pid $pid) died before listening on $port" >&2; return 1; }
+    [ $SECONDS -lt $deadline ] || { echo "port $port not open after $2 s" >&2; return 1; }
+    sleep 0.01
+  done
+}
+
+# Builds the release binary (RocksDB's C++ takes ~10 minutes the first time) and sets JUNCTION.
+build_junction() {
+  source scripts/lib.sh
+  ensure_build_deps
+  cargo build --release --bin junction
+  JUNCTION=$CARGO_TARGET_DIR/release/junction
+}
+
+# Starts Junction on data dir $1, AMQP port $2, log $3; sets JUNCTION_PID.
+start_junction() {
+  "$JUNCTION" --data-dir "$1" --amqp "127.0.0.1:$2" --mqtt off --stomp off --http off >"$3" 2>&1 &
+  JUNCTION_PID=$!
+}
+
+# Starts a private RabbitMQ node under directory $1 with AMQP port $2; sets RABBIT_PID.
+# Everything it writes (mnesia, logs, cookie, feature flags) stays in $1.
+start_rabbitmq() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  echo "[]." >"$dir/enabled_plugins"
+  (
+    export HOME=$dir
+    export RABBITMQ_NODENAME="bench$port@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port
+    RABBITMQ_DIST_PORT=$(free_port)
+    export RABBITMQ_DIST_PORT
+    export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log RABBITMQ_PID_FILE=$dir/pid
+    export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins RABBITMQ_PLUGINS_EXPAND_DIR=$dir/plugins-expand
+    export RABBITMQ_FEATURE_FLAGS_FILE=$dir/feature_flags RABBITMQ_QUORUM_DIR=$dir/quorum RABBITMQ_LOGS=-
+    export RUNNING_UNDER_SYSTEMD=true
+    exec /usr/lib/rabbitmq/bin/rabbitmq-server
+  ) >"$dir/stdout.log" 2>&1 &
+  RABBIT_PID=$!
+}
+
+# Stops a process this script started: SIGTERM, then SIGKILL after 30 s.
+stop_pid() {
+  local pid=${1:-} i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# CPU seconds (user + system) process $1 has used so far.
+cpu_seconds() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  # After the ")" that closes the command name, utime is the 12th field and stime the 13th.
+  echo "${stat##*) }" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# A markdown list describing this machine.
+machine_markdown() {
+  local cpu mem
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  echo "- CPU: ${cpu:-unknown} ($(nproc) cores available to the benchmark)"
+  echo "- memory: $mem"
+  echo "- kernel: $(uname -sr)"
+  echo "- file system of the temp data dirs: $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')"
+}
+
+# Replaces the section of markdown file $1 that starts with heading line $2 (up to the next "## "
+# heading or the end) with the content of file $3; appends it when the file has no such section.
+replace_section() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import re, sys
+path, heading, new = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().rstrip("\n") + "\n"
+try:
+    text = open(path).read()
+except FileNotFoundError:
+    text = "# Benchmarks\n"
+pattern = re.compile(r"^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+if pattern.search(text):
+    text = pattern.sub(lambda _: new + "\n", text, count=1)
+else:
+    text = text.rstrip("\n") + "\n\n" + new
+open(path, "w").write(text.rstrip("\n") + "\n")
+EOF
+}
+
+# id|title|bench flags. The flags are exactly what both brokers get.
+SCENARIOS=(
+  "a|persistent 1 KiB, confirms, 1 -> 1|--publishers 1 --consumers 1 --size 1024 --persistent --confirm"
+  "b|persistent 1 KiB, confirms, 4 -> 4|--publishers 4 --consumers 4 --size 1024 --persistent --confirm"
+  "c|transient 1 KiB, 1 -> 1|--publishers 1 --consumers 1 --size 1024"
+  "d|transient 1 KiB, fanout 1 -> 8|--publishers 1 --consumers 8 --size 1024 --fanout"
+)
+
+# Starts broker $1 (junction|rabbitmq) for run $2 on a fresh dir; sets PORT and PID.
+start_broker() {
+  local dir=$WORK/$2-$1
+  PORT=$(free_port)
+  if [ "$1" = junction ]; then
+    start_junction "$dir" "$PORT" "$WORK/$2-junction.log"
+    PID=$JUNCTION_PID
+    wait_port "$PORT" 30 "$PID"
+  else
+    start_rabbitmq "$dir" "$PORT"
+    PID=$RABBIT_PID
+    wait_port "$PORT" 120 "$PID" || { tail -20 "$dir/stdout.log" >&2; return 1; }
+  fi
+}
+
+# Runs scenario flags $3 against broker $1 for run id $2: results/$2-$1.{json,log,cpu}.
+run_one() {
+  local broker=$1 id=$2 flags=$3 cpu_before
+  start_broker "$broker" "$id"
+  cpu_before=$(cpu_seconds "$PID")
+  echo "== $id on $broker (port $PORT): junction bench amqp $flags --duration $DURATION" >&2
+  # shellcheck disable=SC2086  # the flags are words on purpose
+  "$JUNCTION" bench amqp --url "amqp://guest:guest@127.0.0.1:$PORT/%2f" $flags --duration "$DURATION" --json \
+    >"$RESULTS/$id-$broker.json" 2> >(tee "$RESULTS/$id-$broker.log" >&2)
+  echo "$cpu_before $(cpu_seconds "$PID")" >"$RESULTS/$id-$broker.cpu"
+  stop_pid "$PID"
+  PID=""
+}
+
+# Everything above the "## Recovery" section of docs/benchmarks.md, from the results.
+write_doc() {
+  local head=$WORK/head.md
+  {
+    echo "# Benchmarks"
+    echo
+    echo "Measured by \`scripts/bench-amqp.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Junction and RabbitMQ run on"
+    echo "the same machine, one at a time, each freshly started on a fresh data dir, both loaded by the same"
+    echo "generator (\`junction bench amqp\`, lapin 4) over loopback. Each run publishes for ${DURATION} s."
+    echo
+    echo "## Machine"
+    echo
+    machine_markdown
+    echo
+    echo "## Versions"
+    echo
+    echo "- Junction: $("$JUNCTION" --version | awk '{print $2}'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'), release build, $(rustc --version | awk '{print $1, $2}')"
+    echo "- RabbitMQ: $(dpkg-query -W -f '${Version}' rabbitmq-server) (Debian package, default configuration: classic queues), Erlang $(dpkg-query -W -f '${Version}' erlang-base)"
+    echo "- load generator: lapin $(awk '/^name = "lapin"/ { getline; print $3 }' Cargo.lock | tr -d '"')"
+    echo
+    BENCH_RESULTS=$RESULTS BENCH_DURATION=$DURATION python3 - "${SCENARIOS[@]}" <<'EOF'
+import json, os, sys
+results, duration = os.environ["BENCH_RESULTS"], os.environ["BENCH_DURATION"]
+scenarios = [s.split("|", 2) for s in sys.argv[1:]]
+
+def load(sid, broker):
+    summary = json.load(open(f"{results}/{sid}-{broker}.json"))
+    before, after = map(float, open(f"{results}/{sid}-{broker}.cpu").read().split())
+    summary["cpu"] = (after - before) / summary["seconds"] * 100
+    return summary
+
+def lat(s):
+    return f'{s["latency_ms"]["p50"]:.2f} / {s["latency_ms"]["p99"]:.2f}'
+
+print("## Results\n")
+print("Consumed messages per second (with fanout, every queue's copy counts), publish-to-deliver")
+print("latency in milliseconds, and the ratio of Junction's consumed rate to RabbitMQ's.\n")
+print("| scenario | Junction msg/s | RabbitMQ msg/s | Junction / RabbitMQ | Junction p50 / p99 ms | RabbitMQ p50 / p99 ms |")
+print("|---|---:|---:|---:|---:|---:|")
+for sid, title, _ in scenarios:
+    j, r = load(sid, "junction"), load(sid, "rabbitmq")
+    ratio = j["consumed_per_s"] / r["consumed_per_s"] if r["consumed_per_s"] else float("nan")
+    print(f'| ({sid}) {title} | {j["consumed_per_s"]:,.0f} | {r["consumed_per_s"]:,.0f} | {ratio:.2f}x | {lat(j)} | {lat(r)} |')
+print("\nPublished and confirmed rates, and the broker's CPU use over the run (100% = one core):\n")
+print("| scenario | broker | published/s | confirmed/s | consumed/s | p95 ms | max ms | broker CPU |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for sid, title, _ in scenarios:
+    for broker in ("junction", "rabbitmq"):
+        s = load(sid, broker)
+        print(f'| ({sid}) | {broker} | {s["published_per_s"]:,.0f} | {s["confirmed_per_s"]:,.0f} | '
+              f'{s["consumed_per_s"]:,.0f} | {s["latency_ms"]["p95"]:.2f} | {s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% |')
+print("""
+Without --rate the publishers send as fast as they can. In the transient scenarios they outrun the
+consumers on both brokers, the queue grows during the run, and the latency is mostly the time spent
+waiting in that queue: compare consumed msg/s there, and the latency of the confirmed scenarios,
+where the --inflight window (100 per publisher) bounds the queue. The generator runs on the same
+cores as the broker; "broker CPU" shows how much of the machine each broker took.""")
+print("\n## Commands\n")
+print("Brokers, each on a fresh temp dir and a free port `$PORT`:\n")
+print("```sh")
+print("junction --data-dir $DIR --amqp 127.0.0.1:$PORT --mqtt off --stomp off --http off")
+print("RABBITMQ_NODE_PORT=$PORT RABBITMQ_NODENAME=bench$PORT@localhost RABBITMQ_MNESIA_BASE=$DIR/mnesia \\")
+print("  RABBITMQ_LOG_BASE=$DIR/log RABBITMQ_DIST_PORT=$OTHER_PORT ... /usr/lib/rabbitmq/bin/rabbitmq-server")
+print("```\n")
+print("Load, the same for both (`URL=amqp://guest:guest@127.0.0.1:$PORT/%2f`):\n")
+print("```sh")
+for sid, _, flags in scenarios:
+    print(f"junction bench amqp --url $URL {flags} --duration {duration} --json   # ({sid})")
+print("```")
+EOF
+  } >"$head"
+  local doc=docs/benchmarks.md rest=$WORK/rest.md
+  if [ -f "$doc" ] && grep -q '^## Recovery' "$doc"; then
+    sed -n '/^## Recovery/,$p' "$doc" >"$rest"
+  else
+    : >"$rest"
+  fi
+  mkdir -p docs
+  cat "$head" >"$doc"
+  if [ -s "$rest" ]; then
+    { echo; cat "$rest"; } >>"$doc"
+  fi
+}
+
+cleanup() {
+  stop_pid "${PID:-}"
+  [ -n "${EPMD_WAS_RUNNING:-}" ] || epmd -kill >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+
+main() {
+  cd "$(dirname "$0")/.."
+  DURATION=${BENCH_DURATION:-15}
+  build_junction
+  ensure_packages rabbitmq-server
+  # The Debian package starts a node of its own where systemd runs; ours are private.
+  EPMD_WAS_RUNNING=$(pgrep -x epmd || true)
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench.XXXXXX")
+  RESULTS=$WORK/results
+  mkdir -p "$RESULTS"
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  local scenario id flags broker
+  for scenario in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id _ flags <<<"$scenario"
+    for broker in junction rabbitmq; do
+      run_one "$broker" "$id" "$flags"
+      sleep 2
+    done
+  done
+  write_doc
+  echo "wrote docs/benchmarks.md" >&2
+  sed -n '/^## Results/,/^## Commands/p' docs/benchmarks.md >&2
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

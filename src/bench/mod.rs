@@ -1,0 +1,188 @@
+//! `junction bench`: load generators that work against any broker speaking the protocol, in the
+//! spirit of rabbitmq-perf-test. They measure, they never assert: the numbers go to
+//! `docs/benchmarks.md` through `scripts/bench-amqp.sh`.
+//!
+//! `bench amqp` runs N publishers and M consumers, each on its own connection (lapin gives every
+//! connection its own I/O thread, so one slow connection never throttles another). Publishers
+//! put a send timestamp in the first 8 bytes of every body; consumers turn it into a
+//! publish-to-deliver latency. One process runs both sides, so both read the same clock.
+
+mod consumer;
+mod publisher;
+mod stats;
+mod topology;
+
+use clap::{Args, Subcommand};
+use stats::{Stats, Summary};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use topology::Topology;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load-tests an AMQP 0-9-1 broker (Junction, RabbitMQ, ...): throughput and latency.
+    Amqp(AmqpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AmqpArgs {
+    /// Broker URL.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub url: String,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Consuming connections (0: publish only).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Body size in bytes (at least 8: the send timestamp).
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Publish with delivery-mode 2 and declare the queues durable.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Publisher confirms.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Unconfirmed messages each publisher may have outstanding (with --confirm).
+    #[arg(long, default_value_t = 100)]
+    pub inflight: usize,
+    /// Exchange to publish to ("" is the default exchange).
+    #[arg(long, default_value = "")]
+    pub exchange: String,
+    /// Routing key (default: the queue's name).
+    #[arg(long)]
+    pub routing_key: Option<String>,
+    /// Queue to use; it is kept at the end (default: a fresh `bench-<random>`, deleted at the end).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Publish to a fanout exchange bound to one queue per consumer.
+    #[arg(long)]
+    pub fanout: bool,
+    /// Total publish rate in messages per second over all publishers (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to publish for (0 = no time limit; then --count must be set).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Messages to publish in total, shared out over the publishers (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// basic.qos prefetch count per consumer.
+    #[arg(long, default_value_t = 200)]
+    pub prefetch: u16,
+    /// Acknowledge every N deliveries with one multiple ack (1 = ack each delivery).
+    #[arg(long, default_value_t = 1)]
+    pub multi_ack: u64,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a bench subcommand to completion on its own runtime.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match command {
+        BenchCommand::Amqp(args) => runtime.block_on(run_amqp(args)),
+    }
+}
+
+fn validate(args: &AmqpArgs) -> anyhow::Result<()> {
+    if args.duration == 0 && args.count == 0 {
+        anyhow::bail!("--duration 0 needs --count, or the run never ends");
+    }
+    if args.publishers == 0 && args.consumers == 0 {
+        anyhow::bail!("nothing to do: --publishers 0 and --consumers 0");
+    }
+    if args.fanout && args.queue.is_some() {
+        anyhow::bail!("--fanout declares its own queues; drop --queue");
+    }
+    if args.confirm && args.inflight == 0 {
+        anyhow::bail!("--inflight must be at least 1");
+    }
+    if args.size < 8 {
+        anyhow::bail!("--size must be at least 8 (the send timestamp)");
+    }
+    Ok(())
+}
+
+async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
+    validate(&args)?;
+    let args = Arc::new(args);
+    let topology = Topology::declare(&args).await?;
+    let stats = Arc::new(Stats::default());
+    let epoch = Instant::now();
+    let (stop_consumers, consumers_rx) = watch::channel(false);
+    let consumers = consumer::start_all(&args, &topology, &stats, epoch, consumers_rx).await?;
+    let (stop_publishers, publishers_rx) = watch::channel(false);
+    let target = Arc::new(topology.target());
+    let publishers = publisher::start_all(&args, target, &stats, epoch, publishers_rx).await?;
+
+    let started = Instant::now();
+    wait_for_end(&args, &stats, started).await;
+    let window = stats.snapshot();
+    let elapsed = started.elapsed();
+    let _ = stop_publishers.send(true);
+    let mut errors = join_publishers(publishers).await;
+    stats.drain_consumers(&args, topology.consumer_queues.len()).await;
+    let _ = stop_consumers.send(true);
+    let (histogram, consumer_errors) = consumer::join_all(consumers).await;
+    errors.extend(consumer_errors);
+    if let Err(e) = topology.clean_up().await {
+        errors.push(e.context("cleaning up"));
+    }
+    let summary = Summary::new(&args, elapsed, window, stats.snapshot(), &histogram);
+    summary.print(args.json)?;
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Prints a progress line every second until the duration is over, every publisher has sent its
+/// --count, or a connection failed.
+async fn wait_for_end(args: &AmqpArgs, stats: &Stats, started: Instant) {
+    let tick = Duration::from_millis(100);
+    let limit = (args.duration > 0).then(|| Duration::from_secs(args.duration));
+    let mut last = stats.snapshot();
+    let mut next_report = started + Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = Instant::now();
+        if now >= next_report {
+            let current = stats.snapshot();
+            stats::print_progress(now - started, &last, &current);
+            last = current;
+            next_report += Duration::from_secs(1);
+        }
+        let timed_out = limit.is_some_and(|limit| now - started >= limit);
+        let counted = args.publishers > 0 && stats.publishers_done() == args.publishers;
+        if timed_out || counted || stats.failed() {
+            return;
+        }
+    }
+}
+
+async fn join_publishers(handles: Vec<JoinHandle<anyhow::Result<()>>>) -> Vec<anyhow::Error> {
+    let mut errors = Vec::new();
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e.context("publisher")),
+            Err(e) => errors.push(anyhow::anyhow!("publisher task: {e}")),
+        }
+    }
+    errors
+}
+
+/// Opens a connection; every publisher and consumer has its own.
+async fn connect(url: &str) -> anyhow::Result<lapin::Connection> {
+    let properties = lapin::ConnectionProperties::default();
+    let connect = lapin::Connection::connect(url, properties);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(result) => Ok(result.map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?),
+        Err(_) => anyhow::bail!("connecting to {url}: timed out after 10 s"),
+    }
+}
