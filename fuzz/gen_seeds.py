@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus: a few valid AMQP 0-9-1 client frames, byte for byte.
+"""Writes the seed corpus: a few valid AMQP 0-9-1 client frames and MQTT client sessions
+(3.1, 3.1.1, 5.0), byte for byte.
 
 Deterministic, so the seeds can be regenerated and committed. Run from anywhere:
     python3 fuzz/gen_seeds.py
@@ -96,6 +97,116 @@ SEEDS = {
         "seed-publish-chunks-7": b"\x07" + PUBLISH,
         "seed-session-chunks-40": b"\x28" + START_OK + TUNE_OK + CHANNEL_OPEN + PUBLISH + HEARTBEAT,
     },
+}
+
+
+# --- MQTT (fuzz_targets/mqtt_packets.rs) --------------------------------------------------------
+
+
+def varint(n):
+    """MQTT variable byte integer."""
+    out = b""
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def mstr(s):
+    """MQTT UTF-8 string (or binary data, given bytes): u16 length, then the bytes."""
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack(">H", len(b)) + b
+
+
+def mpacket(first_byte, body):
+    return bytes([first_byte]) + varint(len(body)) + body
+
+
+def props(*entries):
+    """MQTT 5 properties: (identifier, encoded value) pairs, prefixed by their total length."""
+    body = b"".join(bytes([ident]) + value for ident, value in entries)
+    return varint(len(body)) + body
+
+
+def u8(n):
+    return struct.pack(">B", n)
+
+
+def u16(n):
+    return struct.pack(">H", n)
+
+
+def u32(n):
+    return struct.pack(">I", n)
+
+
+# CONNECT flags
+USERNAME, PASSWORD, WILL_RETAIN, WILL_QOS1, WILL, CLEAN = 0x80, 0x40, 0x20, 0x08, 0x04, 0x02
+
+# 3.1.1: clean session, a QoS 1 will, username and password.
+V311_CONNECT = mpacket(0x10,
+    mstr("MQTT") + u8(4) + u8(USERNAME | PASSWORD | WILL_QOS1 | WILL | CLEAN) + u16(60)
+    + mstr("fuzz-311") + mstr("clients/fuzz-311/status") + mstr(b"offline")
+    + mstr("guest") + mstr(b"guest"))
+V311_SUBSCRIBE = mpacket(0x82, u16(1) + mstr("sensors/+/temp") + u8(1) + mstr("alerts/#") + u8(0))
+V311_PUBLISH_QOS1 = mpacket(0x32, mstr("sensors/kitchen/temp") + u16(2) + b"21.5")
+V311_PUBACK = mpacket(0x40, u16(7))
+PINGREQ = mpacket(0xC0, b"")
+V311_DISCONNECT = mpacket(0xE0, b"")
+
+# 5.0: clean start, properties, and a will with its own properties.
+V5_CONNECT = mpacket(0x10,
+    mstr("MQTT") + u8(5) + u8(USERNAME | WILL | CLEAN) + u16(30)
+    + props((0x11, u32(3600)),                      # session expiry interval
+            (0x21, u16(20)),                        # receive maximum
+            (0x27, u32(65536)),                     # maximum packet size
+            (0x22, u16(10)),                        # topic alias maximum
+            (0x26, mstr("client") + mstr("fuzz")))  # user property
+    + mstr("fuzz-5")
+    + props((0x18, u32(5)),                         # will delay interval
+            (0x01, u8(1)),                          # payload format: UTF-8
+            (0x02, u32(600)),                       # message expiry interval
+            (0x03, mstr("text/plain")))             # content type
+    + mstr("clients/fuzz-5/status") + mstr(b"gone")
+    + mstr("guest"))
+# QoS 1, topic alias 1 set alongside the topic, two user properties and the other publish props.
+V5_PUBLISH_ALIAS = mpacket(0x32,
+    mstr("sensors/kitchen/temp") + u16(1)
+    + props((0x23, u16(1)),                         # topic alias
+            (0x26, mstr("unit") + mstr("celsius")),
+            (0x26, mstr("source") + mstr("fuzz")),
+            (0x01, u8(1)),
+            (0x02, u32(60)),
+            (0x03, mstr("text/plain")),
+            (0x08, mstr("replies/fuzz-5")),         # response topic
+            (0x09, mstr(b"\x00\x01corr")))          # correlation data
+    + b"21.5")
+# QoS 0, empty topic: alias 1 only.
+V5_PUBLISH_ALIAS_ONLY = mpacket(0x30, mstr("") + props((0x23, u16(1))) + b"22.0")
+V5_SUBSCRIBE = mpacket(0x82,
+    u16(3) + props((0x0B, varint(42)))              # subscription identifier
+    + mstr("sensors/#") + u8(0x2D)                  # QoS 1, no local, retain as published, handling 2
+    + mstr("$share/g/jobs") + u8(0x02))
+V5_PUBACK = mpacket(0x40, u16(9) + u8(0x10) + props())
+V5_DISCONNECT = mpacket(0xE0, u8(0x04) + props((0x11, u32(0))))  # with will message
+
+# 3.1: protocol name MQIsdp, level 3.
+V31_CONNECT = mpacket(0x10, mstr("MQIsdp") + u8(3) + u8(CLEAN) + u16(60) + mstr("fuzz-31"))
+V31_PUBLISH_QOS2 = mpacket(0x34, mstr("legacy/topic") + u16(5) + b"hello")
+V31_PUBREL = mpacket(0x62, u16(5))
+
+SEEDS["mqtt_packets"] = {
+    "seed-v311-session":
+        V311_CONNECT + V311_SUBSCRIBE + V311_PUBLISH_QOS1 + PINGREQ + V311_DISCONNECT,
+    "seed-v311-session-puback":
+        V311_CONNECT + V311_PUBLISH_QOS1 + V311_PUBACK + PINGREQ,
+    "seed-v5-connect-publish-alias":
+        V5_CONNECT + V5_PUBLISH_ALIAS + V5_PUBLISH_ALIAS_ONLY,
+    "seed-v5-session":
+        V5_CONNECT + V5_SUBSCRIBE + V5_PUBLISH_ALIAS + V5_PUBACK + PINGREQ + V5_DISCONNECT,
+    "seed-v31-connect": V31_CONNECT,
+    "seed-v31-session": V31_CONNECT + V31_PUBLISH_QOS2 + V31_PUBREL + PINGREQ,
 }
 
 for target, seeds in SEEDS.items():

@@ -60,6 +60,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub amqp: AmqpSection,
     #[serde(default)]
+    pub mqtt: MqttSection,
+    #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -84,6 +86,17 @@ pub struct AmqpSection {
     pub channel_max: Option<u16>,
     pub heartbeat: Option<u16>,
     pub handshake_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    pub max_packet_size: Option<u32>,
+    pub max_inflight: Option<u16>,
+    pub max_queued_messages: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    /// User for clients without a username; "" refuses them.
+    pub anonymous_user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +130,7 @@ pub struct Settings {
     pub stomp: Listen,
     pub http: Listen,
     pub amqp_options: junction_amqp::AmqpConfig,
+    pub mqtt_options: junction_mqtt::MqttConfig,
     pub memory_high_watermark: u64,
     pub disk_free_limit: u64,
     pub users: Vec<UserEntry>,
@@ -160,6 +174,19 @@ impl Settings {
                 .map_or(defaults.handshake_timeout, std::time::Duration::from_millis),
             max_message_size: file.limits.max_message_size.unwrap_or(defaults.max_message_size),
         };
+        let m = junction_mqtt::MqttConfig::default();
+        let mqtt_options = junction_mqtt::MqttConfig {
+            max_packet_size: file.mqtt.max_packet_size.unwrap_or(m.max_packet_size),
+            max_inflight: file.mqtt.max_inflight.unwrap_or(m.max_inflight).max(1),
+            max_queued_messages: file.mqtt.max_queued_messages.unwrap_or(m.max_queued_messages),
+            connect_timeout: file.mqtt.connect_timeout_ms.map_or(m.connect_timeout, std::time::Duration::from_millis),
+            anonymous_user: match file.mqtt.anonymous_user {
+                Some(u) if u.is_empty() => None,
+                Some(u) => Some(u),
+                None => m.anonymous_user,
+            },
+            vhost: m.vhost,
+        };
         Ok(Settings {
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("junction-data")),
             json_logs: log_format == "json",
@@ -168,6 +195,7 @@ impl Settings {
             stomp: listen("stomp", cli.stomp.or(file.listeners.stomp), "0.0.0.0:61613")?,
             http: listen("http", cli.http.or(file.listeners.http), "0.0.0.0:15672")?,
             amqp_options,
+            mqtt_options,
             memory_high_watermark: cli.memory_high_watermark.or(file.limits.memory_high_watermark).unwrap_or(0),
             disk_free_limit: cli.disk_free_limit.or(file.limits.disk_free_limit).unwrap_or(50_000_000),
             users: file.users,
@@ -191,7 +219,7 @@ mod tests {
         let path = dir.path().join("j.toml");
         std::fs::write(
             &path,
-            "data_dir = \"/from-file\"\n[listeners]\namqp = \"127.0.0.1:7000\"\nmqtt = \"off\"\n[limits]\nmemory_high_watermark = 5\n",
+            "data_dir = \"/from-file\"\n[listeners]\namqp = \"127.0.0.1:7000\"\nmqtt = \"off\"\n[limits]\nmemory_high_watermark = 5\n[mqtt]\nmax_inflight = 10\nanonymous_user = \"\"\n",
         )
         .unwrap();
         let s = Settings::load(cli(&["--config", path.to_str().unwrap(), "--amqp", "127.0.0.1:7001"])).unwrap();
@@ -200,6 +228,8 @@ mod tests {
         assert_eq!(s.stomp, Some("0.0.0.0:61613".parse().unwrap()));
         assert_eq!(s.data_dir, PathBuf::from("/from-file"));
         assert_eq!(s.memory_high_watermark, 5);
+        assert_eq!(s.mqtt_options.max_inflight, 10);
+        assert_eq!(s.mqtt_options.anonymous_user, None, "an empty name refuses anonymous clients");
         assert!(Settings::load(cli(&["--http", "nonsense"])).is_err());
         std::fs::write(&path, "unknown_key = 1\n").unwrap();
         assert!(Settings::load(cli(&["--config", path.to_str().unwrap()])).is_err());

@@ -81,7 +81,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(addr) = settings.mqtt {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("MQTT listener {addr}: {e}"))?;
         tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
-        let mqtt = junction_mqtt::Mqtt::new(broker.clone(), junction_mqtt::MqttConfig::default());
+        let mqtt = junction_mqtt::Mqtt::new(broker.clone(), settings.mqtt_options.clone());
         tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt, shutdown_rx.clone())));
     }
     for (protocol, addr) in [("stomp", settings.stomp), ("http", settings.http)] {

@@ -1,8 +1,16 @@
-//! Harness shared by the fuzz targets. The codec is compiled straight from the adapter's source,
-//! so this crate does not depend on junction-amqp (and through it on the broker and RocksDB).
+//! Harness shared by the fuzz targets. The codecs are compiled straight from the adapters' source,
+//! so this crate does not depend on junction-amqp or junction-mqtt (and through them on the broker
+//! and RocksDB).
 
 #[path = "../../adapters/amqp/src/codec.rs"]
 pub mod codec;
+
+// MQTT: both files sit at the crate root, as in junction-mqtt, so that the framing's
+// `use crate::packet::*;` resolves. `codec` is taken by AMQP, hence `mqtt_codec`.
+#[path = "../../adapters/mqtt/src/packet.rs"]
+pub mod packet;
+#[path = "../../adapters/mqtt/src/codec.rs"]
+pub mod mqtt_codec;
 
 use amq_protocol::protocol::AMQPClass;
 use bytes::BytesMut;
@@ -75,4 +83,40 @@ fn same_method(a: &AMQPClass, b: &AMQPClass) -> bool {
 /// Lowercase hex, for panic messages.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `max_inbound` the MQTT target decodes with: small enough that the size check is reachable.
+pub const MQTT_MAX_INBOUND: u32 = 4096;
+
+/// Decodes `data` handed over in one piece with a fresh `Framing::new(MQTT_MAX_INBOUND)`, until
+/// `decode` returns `Ok(None)` or `Err`. Each `Inbound::Publish` is handed back as an
+/// `Outbound::Publish` with the same fields and encoded with the same `Framing` right away, the
+/// way the broker's writer shares it with the reader once CONNECT has set the level. Encoding may
+/// fail (for example a QoS 1/2 publish without a packet id, or a v5 publish on a 3.1.x level), but
+/// it must not panic. Returns the packets, how decoding stopped, and how many encodes failed.
+pub fn mqtt_decode_and_reencode(data: &[u8]) -> (Vec<packet::Inbound>, End, usize) {
+    use packet::{Inbound, Outbound};
+    use tokio_util::codec::Encoder;
+
+    let mut framing = mqtt_codec::Framing::new(MQTT_MAX_INBOUND);
+    let mut buf = BytesMut::from(data);
+    let mut packets = Vec::new();
+    let mut encode_errors = 0;
+    let mut out = BytesMut::new();
+    let end = loop {
+        match framing.decode(&mut buf) {
+            Ok(Some(inbound)) => {
+                if let Inbound::Publish(p) = &inbound {
+                    out.clear();
+                    if framing.encode(Outbound::Publish(p.clone()), &mut out).is_err() {
+                        encode_errors += 1;
+                    }
+                }
+                packets.push(inbound);
+            }
+            Ok(None) => break End::NeedMore { buffered: buf.len() },
+            Err(e) => break End::Error(format!("{e:?}")),
+        }
+    };
+    (packets, end, encode_errors)
 }

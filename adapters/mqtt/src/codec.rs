@@ -107,15 +107,7 @@ fn from_v3(p: v3::Packet, level: &mut Option<Level>) -> Result<Inbound, DecodeEr
                 auth_method: None,
             }))
         }
-        v3::Packet::Publish(p) => Inbound::Publish(Box::new(Publish {
-            topic: text(&p.topic),
-            payload: p.payload.clone(),
-            qos: qos(p.qos),
-            retain: p.retain,
-            dup: p.dup,
-            packet_id: p.packet_id.map(NonZeroU16::get),
-            props: PublishProps::default(),
-        })),
+        v3::Packet::Publish(p) => Inbound::Publish(Box::new(publish_from(&p))),
         v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id.get()),
         v3::Packet::PublishReceived { packet_id } => Inbound::PubRec(packet_id.get()),
         v3::Packet::PublishRelease { packet_id } => Inbound::PubRel(packet_id.get()),
@@ -138,6 +130,19 @@ fn from_v3(p: v3::Packet, level: &mut Option<Level>) -> Result<Inbound, DecodeEr
         v3::Packet::Disconnect => Inbound::Disconnect { reason: reason::SUCCESS, session_expiry: None },
         _ => return Err(DecodeError::UnsupportedPacketType),
     })
+}
+
+/// Both protocol levels decode PUBLISH into the codec's one `Publish` type.
+fn publish_from(p: &rmqtt_codec::types::Publish) -> Publish {
+    Publish {
+        topic: text(&p.topic),
+        payload: p.payload.clone(),
+        qos: qos(p.qos),
+        retain: p.retain,
+        dup: p.dup,
+        packet_id: p.packet_id.map(NonZeroU16::get),
+        props: p.properties.as_ref().map(props_from_v5).unwrap_or_default(),
+    }
 }
 
 fn props_from_v5(p: &v5::PublishProperties) -> PublishProps {
@@ -200,15 +205,7 @@ fn from_v5(p: v5::Packet, level: &mut Option<Level>) -> Result<Inbound, DecodeEr
                 auth_method: c.auth_method.as_ref().map(text),
             }))
         }
-        v5::Packet::Publish(p) => Inbound::Publish(Box::new(Publish {
-            topic: text(&p.topic),
-            payload: p.payload.clone(),
-            qos: qos(p.qos),
-            retain: p.retain,
-            dup: p.dup,
-            packet_id: p.packet_id.map(NonZeroU16::get),
-            props: p.properties.as_ref().map(props_from_v5).unwrap_or_default(),
-        })),
+        v5::Packet::Publish(p) => Inbound::Publish(Box::new(publish_from(&p))),
         v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id.get()),
         v5::Packet::PublishReceived(a) => Inbound::PubRec(a.packet_id.get()),
         v5::Packet::PublishRelease(a) => Inbound::PubRel(a.packet_id.get()),
@@ -260,15 +257,7 @@ fn to_v3(item: Outbound) -> Result<v3::Packet, EncodeError> {
             let code = v3::ConnectAckReason::try_from(v3_return_code(a.reason)).map_err(|_| EncodeError::MalformedPacket)?;
             v3::Packet::ConnectAck(v3::ConnectAck { return_code: code, session_present: a.session_present })
         }
-        Outbound::Publish(p) => v3::Packet::Publish(Box::new(rmqtt_codec::types::Publish {
-            dup: p.dup,
-            retain: p.retain,
-            qos: to_qos(p.qos),
-            topic: ByteString::from(p.topic.as_str()),
-            packet_id: p.packet_id.and_then(NonZeroU16::new),
-            payload: p.payload,
-            properties: None,
-        })),
+        Outbound::Publish(p) => v3::Packet::Publish(Box::new(publish_to(*p, false))),
         Outbound::PubAck { packet_id, .. } => v3::Packet::PublishAck { packet_id: id(packet_id) },
         Outbound::PubRec { packet_id, .. } => v3::Packet::PublishReceived { packet_id: id(packet_id) },
         Outbound::PubRel { packet_id } => v3::Packet::PublishRelease { packet_id: id(packet_id) },
@@ -302,15 +291,7 @@ fn to_v5(item: Outbound) -> Result<v5::Packet, EncodeError> {
             reason_string: reason_string(a.reason_string),
             ..Default::default()
         })),
-        Outbound::Publish(p) => v5::Packet::Publish(Box::new(rmqtt_codec::types::Publish {
-            dup: p.dup,
-            retain: p.retain,
-            qos: to_qos(p.qos),
-            topic: ByteString::from(p.topic.as_str()),
-            packet_id: p.packet_id.and_then(NonZeroU16::new),
-            properties: Some(props_to_v5(&p.props)),
-            payload: p.payload,
-        })),
+        Outbound::Publish(p) => v5::Packet::Publish(Box::new(publish_to(*p, true))),
         Outbound::PubAck { packet_id, reason } => v5::Packet::PublishAck(puback(packet_id, reason)?),
         Outbound::PubRec { packet_id, reason } => v5::Packet::PublishReceived(puback(packet_id, reason)?),
         Outbound::PubRel { packet_id } => v5::Packet::PublishRelease(puback2(packet_id)),
@@ -342,6 +323,19 @@ fn to_v5(item: Outbound) -> Result<v5::Packet, EncodeError> {
             user_properties: Vec::new(),
         }),
     })
+}
+
+/// The codec's PUBLISH for either level; properties only exist in MQTT 5.
+fn publish_to(p: Publish, v5_properties: bool) -> rmqtt_codec::types::Publish {
+    rmqtt_codec::types::Publish {
+        dup: p.dup,
+        retain: p.retain,
+        qos: to_qos(p.qos),
+        topic: ByteString::from(p.topic.as_str()),
+        packet_id: p.packet_id.and_then(NonZeroU16::new),
+        properties: v5_properties.then(|| props_to_v5(&p.props)),
+        payload: p.payload,
+    }
 }
 
 fn puback(packet_id: u16, reason: u8) -> Result<v5::PublishAck, EncodeError> {

@@ -1,0 +1,134 @@
+"""Hostile and malformed MQTT input over raw sockets: the protocol's own error, never a panic,
+and other clients keep working."""
+import socket
+import struct
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+pytestmark = pytest.mark.junction_only
+
+
+def remaining_length(n):
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8(s):
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def connect_packet(level=4, client_id="raw", props=b""):
+    name = utf8("MQTT") if level >= 4 else utf8("MQIsdp")
+    body = name + bytes([level, 0x02]) + struct.pack("!H", 30)
+    if level == 5:
+        body += remaining_length(len(props)) + props
+    body += utf8(client_id)
+    return bytes([0x10]) + remaining_length(len(body)) + body
+
+
+def raw(broker):
+    s = socket.create_connection(("127.0.0.1", broker.mqtt_port), timeout=5)
+    s.settimeout(5)
+    return s
+
+
+def read_until_closed(s, deadline=5.0):
+    data, end = b"", time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            chunk = s.recv(4096)
+        except ConnectionResetError:
+            return data, True
+        except socket.timeout:
+            return data, False
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def healthy_round_trip(broker):
+    got = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="healthy", protocol=mqtt.MQTTv311)
+    c.on_message = lambda cl, u, m: got.append(m.payload)
+    c.connect("127.0.0.1", broker.mqtt_port)
+    c.loop_start()
+    c.subscribe("health", 1)
+    time.sleep(0.2)
+    c.publish("health", b"ok", qos=1).wait_for_publish(5)
+    end = time.monotonic() + 5
+    while not got and time.monotonic() < end:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
+    assert got == [b"ok"]
+
+
+def test_garbage_instead_of_connect_is_closed(broker):
+    s = raw(broker)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data, closed = read_until_closed(s)
+    assert closed and data == b""
+    healthy_round_trip(broker)
+
+
+def test_unknown_protocol_level_gets_connack_refusal_or_close(broker):
+    s = raw(broker)
+    s.sendall(connect_packet(level=9))
+    data, closed = read_until_closed(s)
+    assert closed
+    assert data in (b"", b"\x20\x02\x00\x01"), data  # 3.1.1: return code 1, unacceptable version
+    healthy_round_trip(broker)
+
+
+def test_packet_claiming_to_exceed_the_limit_is_refused_before_buffering(broker):
+    s = raw(broker)
+    s.sendall(connect_packet(level=5, props=b""))
+    connack = s.recv(64)
+    assert connack[0] == 0x20 and connack[3] == 0x00, connack
+    # A PUBLISH header announcing ~200 MB, then nothing: the broker must not wait for it.
+    s.sendall(bytes([0x30]) + remaining_length(200 * 1024 * 1024))
+    data, closed = read_until_closed(s)
+    assert closed
+    assert data[:1] == b"\xe0" and data[2] == 0x95, data  # DISCONNECT, Packet too large
+    healthy_round_trip(broker)
+
+
+def test_wildcard_in_a_published_topic_is_a_protocol_violation(broker):
+    s = raw(broker)
+    s.sendall(connect_packet(level=5))
+    assert s.recv(64)[0] == 0x20
+    body = utf8("a/+") + b"\x00" + b"x"  # topic, empty properties, payload
+    s.sendall(bytes([0x30]) + remaining_length(len(body)) + body)
+    data, closed = read_until_closed(s)
+    assert closed
+    assert data[:1] == b"\xe0" and data[2] in (0x90, 0x81), data  # Topic Name invalid / malformed
+    healthy_round_trip(broker)
+
+
+def test_second_connect_is_a_protocol_error(broker):
+    s = raw(broker)
+    s.sendall(connect_packet(level=4))
+    assert s.recv(64)[:2] == b"\x20\x02"
+    s.sendall(connect_packet(level=4))
+    _, closed = read_until_closed(s)
+    assert closed
+    healthy_round_trip(broker)
+
+
+def test_no_connect_within_the_timeout_is_dropped(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[mqtt]\nconnect_timeout_ms = 500\n")
+    b = broker_factory("--config", str(cfg))
+    s = raw(b)
+    start = time.monotonic()
+    _, closed = read_until_closed(s, deadline=5)
+    assert closed and time.monotonic() - start < 3
