@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_build_deps
+ensure_packages mosquitto-clients   # mosquitto_pub / mosquitto_sub, real MQTT clients for the tests
 ensure_python_clients
 
 cargo build --workspace --all-targets --locked
