@@ -96,6 +96,15 @@ machine_markdown() {
   echo "- memory: $mem"
   echo "- kernel: $(uname -sr)"
   echo "- file system of the temp data dirs: $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')"
+  echo "- load average when the runs started (other work on the machine): $LOAD_AT_START"
+}
+
+# Records the 1-minute load average and warns when the machine is busy with something else.
+check_idle() {
+  LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$LOAD_AT_START" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "warning: load average $LOAD_AT_START: other work on this machine will skew the figures" >&2
+  fi
 }
 
 # Replaces the section of markdown file $1 that starts with heading line $2 (up to the next "## "
@@ -256,6 +265,7 @@ main() {
   mkdir -p "$RESULTS"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
+  check_idle
   local scenario id flags broker
   for scenario in "${SCENARIOS[@]}"; do
     IFS='|' read -r id _ flags <<<"$scenario"

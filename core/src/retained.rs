@@ -64,6 +64,12 @@ impl RetainedStore {
         }
     }
 
+    /// Retains a message in memory only (broker statistics, rebuilt after a restart anyway).
+    pub fn set_volatile(&self, topic: &str, message: Message) {
+        let entry = RetainedMessage { message: Arc::new(message), stored_at_ms: now_ms() };
+        self.by_topic.write().insert(topic.to_string(), entry);
+    }
+
     pub(crate) fn restore(&self, topic: String, message: Message, stored_at_ms: u64) {
         self.by_topic.write().insert(topic, RetainedMessage { message: Arc::new(message), stored_at_ms });
     }

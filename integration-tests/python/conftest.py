@@ -201,7 +201,9 @@ class JunctionBroker(BrokerBase):
             if rc is not None:
                 raise RuntimeError("junction exited with code %s during startup\n%s" % (rc, self.log_tail()))
             try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
+                # Every listener, not just the first to come up.
+                for port in (self.port, self.mqtt_port):
+                    socket.create_connection((self.host, port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.05)

@@ -236,3 +236,22 @@ def test_bad_password_is_refused(broker):
         time.sleep(0.05)
     c.loop_stop()
     assert codes and codes[0].value == 134  # "bad user name or password" (3.1.1 code 4)
+
+
+def test_sys_topics_report_broker_statistics(broker):
+    sub = Client(broker)
+    sub.subscribe("$SYS/broker/#", 0)
+    Client(broker).publish("counted", b"x", qos=1)
+    # Retained values arrive at once; fresh ones every few seconds.
+    deadline = time.monotonic() + WAIT
+    latest = {}
+    while time.monotonic() < deadline:
+        with sub.lock:
+            latest = {m.topic: m.payload for m in sub.messages}
+        if int(latest.get("$SYS/broker/messages/received", b"0")) >= 1:
+            break
+        time.sleep(0.1)
+    assert latest["$SYS/broker/version"].startswith(b"Junction")
+    assert int(latest["$SYS/broker/clients/connected"]) >= 1
+    assert int(latest["$SYS/broker/messages/received"]) >= 1
+    assert "$SYS/broker/uptime" in latest

@@ -16,14 +16,18 @@ pub use rmqtt_codec::error::{DecodeError, EncodeError};
 #[derive(Debug)]
 pub struct Framing {
     codec: MqttCodec,
+    /// Set once CONNECT is decoded.
     level: Option<Level>,
+    /// Set once the version detector has chosen the v3 or v5 codec, which may be before the
+    /// rest of CONNECT has arrived.
+    detected: bool,
     max_inbound: u32,
 }
 
 impl Framing {
     /// `max_inbound` bounds every packet the client may send, checked from the fixed header.
     pub fn new(max_inbound: u32) -> Framing {
-        Framing { codec: MqttCodec::Version(version::VersionCodec), level: None, max_inbound }
+        Framing { codec: MqttCodec::Version(version::VersionCodec), level: None, detected: false, max_inbound }
     }
 
     pub fn level(&self) -> Option<Level> {
@@ -63,12 +67,13 @@ impl Decoder for Framing {
     type Error = DecodeError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, DecodeError> {
-        if self.level.is_none() {
+        if !self.detected {
             let Some((MqttPacket::Version(v), _)) = self.codec.decode(src)? else { return Ok(None) };
             self.codec = match v {
                 version::ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(self.max_inbound)),
                 version::ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(self.max_inbound, 0)),
             };
+            self.detected = true;
         }
         match self.codec.decode(src)? {
             None => Ok(None),
@@ -353,5 +358,35 @@ fn puback2(packet_id: u16) -> v5::PublishAck2 {
         reason_code: v5::PublishAck2Reason::Success,
         properties: Vec::new(),
         reason_string: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_chunks(chunks: &[&[u8]]) -> Vec<Inbound> {
+        let mut framing = Framing::new(4096);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(p) = framing.decode(&mut buf).unwrap() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_connect_split_across_reads_is_decoded() {
+        // 3.1.1 CONNECT then PINGREQ, found by the fuzzer's author: split after the level byte.
+        let bytes = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00\xc0\x00";
+        let whole = decode_chunks(&[bytes]);
+        assert!(matches!(whole[..], [Inbound::Connect(_), Inbound::PingReq]));
+        for split in 1..bytes.len() {
+            let parts = decode_chunks(&[&bytes[..split], &bytes[split..]]);
+            assert_eq!(parts, whole, "split at {split}");
+        }
     }
 }

@@ -43,6 +43,7 @@ where
     };
     let Some(accepted) = accept(&mqtt, &connect, peer, &mut reader, &mut wr).await else { return };
     let (mut client, ownership, events, session_present) = accepted;
+    mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ack = ConnAck {
         session_present,
         reason: reason::SUCCESS,

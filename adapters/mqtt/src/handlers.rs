@@ -163,6 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.send(Outbound::PubRec { packet_id, reason: reason::SUCCESS });
             return Ok(());
         }
+        self.client.mqtt.stats.received(p.payload.len());
         let receipt = publish(&self.client.vhost, &p, &self.client.id);
         if p.qos == 0 {
             return Ok(());
@@ -365,6 +366,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Sends a PUBLISH, assigning a packet id for QoS 1/2.
     fn emit(&mut self, mut p: Publish, source: Option<(Arc<junction_core::Queue>, u64)>) {
+        self.client.mqtt.stats.sent(p.payload.len());
         if p.qos > 0 {
             let id = self.client.allocate_packet_id();
             p.packet_id = Some(id);

@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod packet;
 mod registry;
 pub mod session;
+pub mod sys;
 
 use junction_core::Broker;
 use registry::Registry;
@@ -53,13 +54,14 @@ pub struct Mqtt {
     pub broker: Arc<Broker>,
     pub config: MqttConfig,
     registry: Arc<Registry>,
+    pub stats: sys::Stats,
 }
 
 impl Mqtt {
     /// Prepares the adapter: drops sessions that expired while the broker was down and
     /// schedules the expiry of the others.
     pub fn new(broker: Arc<Broker>, config: MqttConfig) -> Arc<Mqtt> {
-        let mqtt = Arc::new(Mqtt { broker, config, registry: Registry::new() });
+        let mqtt = Arc::new(Mqtt { broker, config, registry: Registry::new(), stats: Default::default() });
         connect::expire_stored_sessions(&mqtt);
         mqtt
     }
@@ -73,8 +75,9 @@ impl Mqtt {
     }
 }
 
-/// Accepts TCP connections until `shutdown` turns true.
+/// Accepts TCP connections until `shutdown` turns true, and keeps `$SYS` up to date.
 pub async fn serve(listener: TcpListener, mqtt: Arc<Mqtt>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(sys::publish_periodically(mqtt.clone(), shutdown.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -64,6 +64,11 @@ impl Registry {
         }
     }
 
+    /// Clients connected now.
+    pub fn connected(&self) -> usize {
+        self.owners.lock().len()
+    }
+
     pub fn is_connected(&self, vhost: &str, client_id: &str) -> bool {
         self.owners.lock().contains_key(&(vhost.to_string(), client_id.to_string()))
     }
