@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod http;
 
 use clap::Parser;
 use config::{Cli, Command, Settings};
@@ -78,16 +79,25 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         let task = junction_amqp::serve(listener, broker.clone(), settings.amqp_options.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(task));
     }
+    let mqtt = junction_mqtt::Mqtt::new(broker.clone(), settings.mqtt_options.clone());
     if let Some(addr) = settings.mqtt {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("MQTT listener {addr}: {e}"))?;
         tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
-        let mqtt = junction_mqtt::Mqtt::new(broker.clone(), settings.mqtt_options.clone());
-        tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt.clone(), shutdown_rx.clone())));
     }
-    for (protocol, addr) in [("stomp", settings.stomp), ("http", settings.http)] {
-        if let Some(addr) = addr {
-            tracing::warn!(protocol, %addr, "listener configured, but this build does not serve this protocol yet");
-        }
+    if let Some(addr) = settings.http {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
+        tracing::info!(protocol = "http", addr = %listener.local_addr()?, paths = "/mqtt (MQTT over WebSocket)", "listening");
+        let mqtt = settings.mqtt.is_some().then(|| mqtt.clone());
+        let shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, mqtt, shutdown).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        }));
+    }
+    if let Some(addr) = settings.stomp {
+        tracing::warn!(protocol = "stomp", %addr, "listener configured, but this build does not serve STOMP yet");
     }
     tokio::spawn(watch_disk(broker.clone(), shutdown_rx.clone()));
     wait_for_signal().await;

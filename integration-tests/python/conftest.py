@@ -169,6 +169,7 @@ class JunctionBroker(BrokerBase):
         self.extra_args = list(extra_args)
         self.port = free_port()
         self.mqtt_port = free_port()
+        self.http_port = free_port()
         self.proc = None
         self.starts = 0
 
@@ -178,7 +179,7 @@ class JunctionBroker(BrokerBase):
             "--data-dir", self.data_dir,
             "--amqp", "%s:%d" % (self.host, self.port),
             "--mqtt", "%s:%d" % (self.host, self.mqtt_port),
-            "--stomp", "off", "--http", "off",
+            "--stomp", "off", "--http", "%s:%d" % (self.host, self.http_port),
             *self.extra_args,
         ]
 
@@ -202,7 +203,7 @@ class JunctionBroker(BrokerBase):
                 raise RuntimeError("junction exited with code %s during startup\n%s" % (rc, self.log_tail()))
             try:
                 # Every listener, not just the first to come up.
-                for port in (self.port, self.mqtt_port):
+                for port in (self.port, self.mqtt_port, self.http_port):
                     socket.create_connection((self.host, port), timeout=1).close()
                 return
             except OSError:

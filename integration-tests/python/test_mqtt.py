@@ -255,3 +255,28 @@ def test_sys_topics_report_broker_statistics(broker):
     assert int(latest["$SYS/broker/clients/connected"]) >= 1
     assert int(latest["$SYS/broker/messages/received"]) >= 1
     assert "$SYS/broker/uptime" in latest
+
+
+@pytest.mark.parametrize("version", ["3.1.1", "5"])
+def test_mqtt_over_websocket(broker, version):
+    got, done = [], threading.Event()
+    ws = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ws-" + version, protocol=VERSIONS[version],
+                     transport="websockets")
+    ws.ws_set_options(path="/mqtt")
+    ws.on_message = lambda c, u, m: (got.append((m.topic, m.payload)), done.set())
+    ws.on_subscribe = lambda *a: subscribed.set()
+    subscribed = threading.Event()
+    ws.connect("127.0.0.1", broker.http_port)
+    ws.loop_start()
+    ws.subscribe("ws/+", 1)
+    assert subscribed.wait(WAIT)
+    tcp = Client(broker)
+    tcp.publish("ws/hello", b"\x00binary over tcp", qos=1)
+    assert done.wait(WAIT)
+    assert got == [("ws/hello", b"\x00binary over tcp")]
+    # And the other way: a WebSocket publish reaches a TCP subscriber.
+    tcp.subscribe("from/ws", 1)
+    ws.publish("from/ws", b"x" * 70000, qos=1).wait_for_publish(WAIT)
+    assert [m.payload for m in tcp.wait_for(1)] == [b"x" * 70000]
+    ws.disconnect()
+    ws.loop_stop()

@@ -1,0 +1,99 @@
+//! The HTTP listener. Today it serves MQTT over WebSocket at `/mqtt` (subprotocols `mqtt` and
+//! `mqttv3.1`); the management API and STOMP over WebSocket join it later.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Largest WebSocket message accepted; MQTT's own packet limit applies inside it.
+const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
+/// Buffer between the WebSocket and the protocol adapter's byte stream.
+const BRIDGE_BUFFER: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    mqtt: Option<Arc<junction_mqtt::Mqtt>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    mqtt: Option<Arc<junction_mqtt::Mqtt>>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let state = AppState { mqtt, shutdown: shutdown.clone() };
+    let app = Router::new().route("/mqtt", get(mqtt_ws)).with_state(state);
+    let mut stop = shutdown;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+async fn mqtt_ws(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> impl IntoResponse {
+    let Some(mqtt) = state.mqtt else {
+        return (axum::http::StatusCode::NOT_FOUND, "MQTT is turned off").into_response();
+    };
+    ws.protocols(["mqtt", "mqttv3.1"])
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let (broker_side, bridge_side) = tokio::io::duplex(BRIDGE_BUFFER);
+            tokio::spawn(bridge(socket, bridge_side));
+            mqtt.serve_stream(broker_side, peer, state.shutdown).await;
+        })
+        .into_response()
+}
+
+/// Copies WebSocket messages (binary or text) into a byte stream and the stream's bytes back
+/// out as binary messages. MQTT packets may span messages and one message may hold several
+/// packets: the adapter's framing sees only bytes.
+async fn bridge(socket: WebSocket, stream: DuplexStream) {
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let inbound = async {
+        while let Some(Ok(msg)) = ws_rx.next().await {
+            let data = match msg {
+                Message::Binary(b) => b,
+                Message::Text(t) => bytes::Bytes::copy_from_slice(t.as_str().as_bytes()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let outbound = async {
+        let mut buf = vec![0u8; BRIDGE_BUFFER];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if ws_tx.send(Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ws_tx.close().await;
+    };
+    // Either side ending ends the bridge: the other half is dropped, closing its end.
+    tokio::select! {
+        _ = inbound => {}
+        _ = outbound => {}
+    }
+}
