@@ -132,3 +132,19 @@ def test_no_connect_within_the_timeout_is_dropped(broker_factory, tmp_path):
     start = time.monotonic()
     _, closed = read_until_closed(s, deadline=5)
     assert closed and time.monotonic() - start < 3
+
+
+def test_exceeding_the_receive_maximum_disconnects_with_0x93(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[mqtt]\nmax_inflight = 3\n")
+    b = broker_factory("--config", str(cfg))
+    s = raw(b)
+    s.sendall(connect_packet(level=5))
+    connack = s.recv(64)
+    assert connack[0] == 0x20 and connack[3] == 0x00
+    for packet_id in range(1, 5):  # QoS 2 publishes never released: all stay in flight
+        body = utf8("rm/t") + struct.pack("!H", packet_id) + b"\x00" + b"x"
+        s.sendall(bytes([0x34]) + remaining_length(len(body)) + body)
+    data, closed = read_until_closed(s)
+    assert closed
+    assert b"\xe0\x02\x93" in data or data.endswith(b"\x93\x00") or b"\xe0\x01\x93" in data, data.hex()

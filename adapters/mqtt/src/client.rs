@@ -51,6 +51,8 @@ pub struct Client {
     pub outstanding: HashMap<u16, Outgoing>,
     next_packet_id: u16,
     pub pending_acks: FuturesOrdered<PendingAck>,
+    /// Inbound QoS 1 publishes not yet acknowledged (QoS 2 ones are `session.incoming_qos2`).
+    pub inbound_qos1: usize,
     pub will: Option<Will>,
     /// Inbound topic aliases (MQTT 5).
     pub aliases: HashMap<u16, String>,
@@ -92,6 +94,7 @@ impl Client {
             outstanding: HashMap::new(),
             next_packet_id: 1,
             pending_acks: FuturesOrdered::new(),
+            inbound_qos1: 0,
             will: None,
             aliases: HashMap::new(),
             topic_alias_max: 0,

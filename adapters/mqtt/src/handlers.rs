@@ -163,12 +163,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.send(Outbound::PubRec { packet_id, reason: reason::SUCCESS });
             return Ok(());
         }
+        let in_flight = self.client.inbound_qos1 + self.client.session.incoming_qos2.len();
+        let window = usize::from(self.client.mqtt.config.max_inflight);
+        if p.qos > 0 && self.client.level == Level::V5 && in_flight >= window {
+            // More unacknowledged QoS 1/2 publishes than the Receive Maximum in our CONNACK.
+            return Err(protocol_error(reason::RECEIVE_MAXIMUM_EXCEEDED));
+        }
         self.client.mqtt.stats.received(p.payload.len());
         let receipt = publish(&self.client.vhost, &p, &self.client.id);
         if p.qos == 0 {
             return Ok(());
         }
         let mut receipts: Vec<junction_core::DurableReceipt> = receipt.into_iter().collect();
+        if p.qos == 1 {
+            self.client.inbound_qos1 += 1;
+        }
         if p.qos == 2 {
             self.client.session.incoming_qos2.insert(packet_id);
             receipts.extend(self.client.save_session());
@@ -202,7 +211,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn on_stored(&mut self, packet_id: u16, qos: u8, ok: bool) {
         let code = if ok { reason::SUCCESS } else { reason::UNSPECIFIED };
         match qos {
-            1 => self.send(Outbound::PubAck { packet_id, reason: code }),
+            1 => {
+                self.client.inbound_qos1 -= 1;
+                self.send(Outbound::PubAck { packet_id, reason: code })
+            }
             _ => self.send(Outbound::PubRec { packet_id, reason: code }),
         }
     }
