@@ -79,6 +79,11 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Peak resident memory of process $1 in MiB.
+peak_rss_mib() {
+  awk '/^VmHWM:/ { printf "%.0f", $2 / 1024; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
 # CPU seconds (user + system) process $1 has used so far.
 cpu_seconds() {
   local stat
@@ -149,7 +154,8 @@ start_broker() {
   fi
 }
 
-# Runs scenario flags $3 against broker $1 for run id $2: results/$2-$1.{json,log,cpu}.
+# Runs scenario flags $3 against broker $1 for run id $2: results/$2-$1.{json,log,proc}; .proc
+# holds the broker's CPU seconds before and after, and its peak RSS.
 run_one() {
   local broker=$1 id=$2 flags=$3 cpu_before
   start_broker "$broker" "$id"
@@ -158,7 +164,7 @@ run_one() {
   # shellcheck disable=SC2086  # the flags are words on purpose
   "$JUNCTION" bench amqp --url "amqp://guest:guest@127.0.0.1:$PORT/%2f" $flags --duration "$DURATION" --json \
     >"$RESULTS/$id-$broker.json" 2> >(tee "$RESULTS/$id-$broker.log" >&2)
-  echo "$cpu_before $(cpu_seconds "$PID")" >"$RESULTS/$id-$broker.cpu"
+  echo "$cpu_before $(cpu_seconds "$PID") $(peak_rss_mib "$PID")" >"$RESULTS/$id-$broker.proc"
   stop_pid "$PID"
   PID=""
 }
@@ -190,8 +196,12 @@ scenarios = [s.split("|", 2) for s in sys.argv[1:]]
 
 def load(sid, broker):
     summary = json.load(open(f"{results}/{sid}-{broker}.json"))
-    before, after = map(float, open(f"{results}/{sid}-{broker}.cpu").read().split())
+    before, after, rss = map(float, open(f"{results}/{sid}-{broker}.proc").read().split())
     summary["cpu"] = (after - before) / summary["seconds"] * 100
+    summary["rss"] = rss
+    copies = summary["consumers"] if summary["fanout"] else 1
+    rates = summary["published_per_s"] * copies - summary["consumed_per_s"]
+    summary["backlog"] = max(0, rates * summary["seconds"])
     return summary
 
 def lat(s):
@@ -206,14 +216,16 @@ for sid, title, _ in scenarios:
     j, r = load(sid, "junction"), load(sid, "rabbitmq")
     ratio = j["consumed_per_s"] / r["consumed_per_s"] if r["consumed_per_s"] else float("nan")
     print(f'| ({sid}) {title} | {j["consumed_per_s"]:,.0f} | {r["consumed_per_s"]:,.0f} | {ratio:.2f}x | {lat(j)} | {lat(r)} |')
-print("\nPublished and confirmed rates, and the broker's CPU use over the run (100% = one core):\n")
-print("| scenario | broker | published/s | confirmed/s | consumed/s | p95 ms | max ms | broker CPU |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("\nPublished and confirmed rates; messages still queued when publishing stopped; the broker's CPU")
+print("use over the run (100% = one core) and its peak resident memory:\n")
+print("| scenario | broker | published/s | confirmed/s | consumed/s | queued at end | p95 ms | max ms | broker CPU | peak RSS |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for sid, title, _ in scenarios:
     for broker in ("junction", "rabbitmq"):
         s = load(sid, broker)
         print(f'| ({sid}) | {broker} | {s["published_per_s"]:,.0f} | {s["confirmed_per_s"]:,.0f} | '
-              f'{s["consumed_per_s"]:,.0f} | {s["latency_ms"]["p95"]:.2f} | {s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% |')
+              f'{s["consumed_per_s"]:,.0f} | {s["backlog"]:,.0f} | {s["latency_ms"]["p95"]:.2f} | '
+              f'{s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% | {s["rss"]:,.0f} MiB |')
 print("""
 Without --rate the publishers send as fast as they can. In the transient scenarios they outrun the
 consumers on both brokers, the queue grows during the run, and the latency is mostly the time spent

@@ -280,3 +280,27 @@ def test_mqtt_over_websocket(broker, version):
     assert [m.payload for m in tcp.wait_for(1)] == [b"x" * 70000]
     ws.disconnect()
     ws.loop_stop()
+
+
+def test_mqtt5_resume_without_expiry_keeps_queued_messages(broker):
+    a = Client(broker, client_id="resume5", version="5", clean=True, expiry=99999)
+    a.subscribe("r5/+", 1)
+    a.close()
+    Client(broker).publish("r5/x", b"queued", qos=1)
+    back = Client(broker, client_id="resume5", version="5", clean=False)  # no expiry: ends at disconnect
+    assert back.connack[0].session_present
+    assert [m.payload for m in back.wait_for(1)] == [b"queued"]
+
+
+def test_retain_as_published(broker):
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+    sub = Client(broker, version="5")
+    done = threading.Event()
+    sub.c.on_subscribe = lambda *a: done.set()
+    sub.c.subscribe("rap/t", options=SubscribeOptions(qos=1, retainAsPublished=True))
+    assert done.wait(WAIT)
+    pub = Client(broker, version="5")
+    pub.publish("rap/t", b"plain", qos=1)
+    pub.publish("rap/t", b"retained", qos=1, retain=True)
+    got = sub.wait_for(2)
+    assert [(m.payload, m.retain) for m in got] == [(b"plain", False), (b"retained", True)]

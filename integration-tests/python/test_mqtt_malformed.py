@@ -148,3 +148,12 @@ def test_exceeding_the_receive_maximum_disconnects_with_0x93(broker_factory, tmp
     data, closed = read_until_closed(s)
     assert closed
     assert b"\xe0\x02\x93" in data or data.endswith(b"\x93\x00") or b"\xe0\x01\x93" in data, data.hex()
+
+
+def test_empty_client_id_with_persistent_session_gets_connack_0x02(broker):
+    s = raw(broker)
+    packet = bytearray(connect_packet(level=4, client_id=""))
+    packet[packet.index(b"MQTT") + 5] = 0x00  # clean session off: an id is required
+    s.sendall(bytes(packet))
+    data, closed = read_until_closed(s)
+    assert closed and data == b"\x20\x02\x00\x02", data.hex()

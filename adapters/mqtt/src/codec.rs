@@ -34,6 +34,24 @@ impl Framing {
         self.level
     }
 
+    /// The CONNACK refusal a CONNECT that failed to decode deserves (MQTT-3.1.2-2,
+    /// MQTT-3.1.3-9), encoded for the protocol level the client asked for; None when the
+    /// failure needs no answer (not a CONNECT at all).
+    pub fn connect_refusal(&mut self, e: &DecodeError) -> Option<BytesMut> {
+        let code = match e {
+            DecodeError::InvalidClientId => reason::CLIENT_ID_NOT_VALID,
+            DecodeError::UnsupportedProtocolLevel => reason::UNSUPPORTED_PROTOCOL_VERSION,
+            DecodeError::InvalidProtocol if self.detected => reason::UNSUPPORTED_PROTOCOL_VERSION,
+            _ => return None,
+        };
+        if matches!(self.codec, MqttCodec::V5(_)) {
+            self.level = Some(Level::V5);
+        }
+        let mut out = BytesMut::new();
+        self.encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out).ok()?;
+        Some(out)
+    }
+
     /// Packets larger than this are not sent to the client (MQTT 5 Maximum Packet Size).
     pub fn set_max_outbound(&mut self, size: u32) {
         if let MqttCodec::V5(c) = &mut self.codec {

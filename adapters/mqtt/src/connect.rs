@@ -37,6 +37,10 @@ where
         Ok(Some(Ok(Inbound::Connect(c)))) => c,
         Ok(Some(Err(e))) => {
             tracing::debug!(%peer, error = %e, "MQTT connection refused before CONNECT");
+            if let Some(connack) = reader.decoder_mut().connect_refusal(&e) {
+                let _ = wr.write_all(&connack).await;
+                let _ = wr.shutdown().await;
+            }
             return;
         }
         _ => return,
@@ -161,16 +165,14 @@ fn session_queue(
     let mut arguments = Table::default();
     arguments.insert("x-max-length", Value::I64(mqtt.config.max_queued_messages as i64));
     let declare = QueueDeclare { name: session::queue_name(id), durable, arguments, ..Default::default() };
-    let declared = match vhost.declare_queue(declare.clone()) {
-        Ok(d) => d,
-        // The session's durability changed: start its queue afresh.
-        Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => {
-            vhost.delete_queue(&declare.name, false, false, 0)?;
-            vhost.declare_queue(declare)?
-        }
+    match vhost.declare_queue(declare.clone()) {
+        Ok(_) => {}
+        // A resumed session whose expiry changed keeps its queue and the messages in it; the
+        // new expiry decides what happens at the next disconnect.
+        Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => {}
         Err(e) => return Err(e),
-    };
-    vhost.queue_for(&declared.name, 0)
+    }
+    vhost.queue_for(&declare.name, 0)
 }
 
 /// Starts consuming the session queue and the direct feeds of `$share`/`$queue`

@@ -334,13 +334,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// A core delivery becomes a PUBLISH at the QoS its matching subscriptions allow.
     fn deliver(&mut self, d: Delivery) {
         let topic = mapping::topic_of(&d.message);
-        let Some((max_qos, ids)) = self.matching(d.cookie, &topic, &d.message) else {
+        let Some(wanted) = self.matching(d.cookie, &topic, &d.message) else {
             d.queue.ack(&[d.seq]);
             return;
         };
-        let qos = mapping::published_qos(&d.message).min(max_qos);
+        let qos = mapping::published_qos(&d.message).min(wanted.qos);
         let mut p = mapping::to_mqtt(&d.message, topic, qos);
         p.dup = d.redelivered && qos > 0;
+        p.retain = wanted.retain_as_published && mapping::published_retained(&d.message);
+        let ids = wanted.ids;
         p.props.subscription_ids = ids;
         let too_large = self.client.max_packet_size.is_some_and(|max| (p.payload.len() + p.topic.len() + 16) as u64 > u64::from(max));
         if too_large || qos == 0 {
@@ -354,26 +356,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.emit(p, source);
     }
 
-    /// The QoS and subscription identifiers for a message from feed `cookie`, or None when
-    /// no subscription wants it (unsubscribed meanwhile, `$` topics under wildcards, No Local).
-    fn matching(&self, cookie: u64, topic: &str, msg: &junction_core::Message) -> Option<(u8, Vec<u32>)> {
+    /// What the subscriptions matching a message from feed `cookie` ask for, or None when
+    /// none wants it (unsubscribed meanwhile, `$` topics under wildcards, No Local).
+    fn matching(&self, cookie: u64, topic: &str, msg: &junction_core::Message) -> Option<Wanted> {
         let subs = &self.client.session.subscriptions;
         if cookie != SESSION_COOKIE {
             let Some((_, _, Feed::Direct(filter))) = self.client.consumers.get(&cookie) else { return None };
             let s = subs.get(filter)?;
-            return Some((s.qos, s.subscription_id.into_iter().collect()));
+            let ids = s.subscription_id.into_iter().collect();
+            return Some(Wanted { qos: s.qos, retain_as_published: s.retain_as_published, ids });
         }
         let own = mapping::publisher_of(msg) == Some(self.client.id.as_str());
-        let mut best: Option<u8> = None;
-        let mut ids = Vec::new();
+        let mut wanted: Option<Wanted> = None;
         for (filter, s) in subs.iter().filter(|(f, _)| direct_queue(f).is_none()) {
             if (own && s.no_local) || !pattern_matches(MQTT, filter, topic) {
                 continue;
             }
-            best = Some(best.map_or(s.qos, |b| b.max(s.qos)));
-            ids.extend(s.subscription_id);
+            let w = wanted.get_or_insert(Wanted { qos: 0, retain_as_published: false, ids: Vec::new() });
+            w.qos = w.qos.max(s.qos);
+            w.retain_as_published |= s.retain_as_published;
+            w.ids.extend(s.subscription_id);
         }
-        best.map(|q| (q, ids))
+        wanted
     }
 
     /// Sends a PUBLISH, assigning a packet id for QoS 1/2.
@@ -386,6 +390,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         self.send(Outbound::Publish(Box::new(p)));
     }
+}
+
+/// What the subscriptions matching one message ask for.
+struct Wanted {
+    /// The highest QoS among them.
+    qos: u8,
+    retain_as_published: bool,
+    ids: Vec<u32>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -492,13 +504,16 @@ pub fn schedule_will(mqtt: &Arc<Mqtt>, client: &Client, will: Will) {
         props: will.props,
     };
     let (vhost, id) = (client.vhost.clone(), client.id.clone());
-    if will.delay_secs == 0 {
+    // The will waits for the shorter of its delay and the session's expiry.
+    let session_left = if client.persistent { client.session.expiry_secs } else { 0 };
+    let delay_secs = will.delay_secs.min(session_left);
+    if delay_secs == 0 {
         publish(&vhost, &p, &id);
         return;
     }
     let mqtt = mqtt.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(u64::from(will.delay_secs))).await;
+        tokio::time::sleep(Duration::from_secs(u64::from(delay_secs))).await;
         // A reconnect with the same client id cancels a delayed will.
         if !mqtt.registry.is_connected(vhost.name(), &id) {
             publish(&vhost, &p, &id);

@@ -14,6 +14,8 @@ pub const QUEUE_PREFIX: &str = "$queue/";
 pub const QOS_HEADER: &str = "x-mqtt-publish-qos";
 /// Header naming the publishing client, for MQTT 5 No Local.
 pub const CLIENT_HEADER: &str = "x-mqtt-client-id";
+/// Header marking a message published with the retain flag (for Retain As Published).
+pub const RETAIN_HEADER: &str = "x-mqtt-retain";
 /// Header carrying MQTT 5's payload format indicator.
 pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format";
 
@@ -43,6 +45,9 @@ pub fn to_core(p: &Publish, client_id: &str) -> Message {
     if p.props.payload_utf8 {
         headers.insert(PAYLOAD_FORMAT_HEADER, Value::U8(1));
     }
+    if p.retain {
+        headers.insert(RETAIN_HEADER, Value::U8(1));
+    }
     for (k, v) in &p.props.user {
         headers.0.push((k.clone(), Value::str(v)));
     }
@@ -64,6 +69,11 @@ pub fn published_qos(msg: &Message) -> u8 {
         Some(q) => q.clamp(0, 2) as u8,
         None => u8::from(msg.properties.persistent),
     }
+}
+
+/// Was the message published with the retain flag?
+pub fn published_retained(msg: &Message) -> bool {
+    msg.properties.headers.get(RETAIN_HEADER).and_then(Value::as_i64) == Some(1)
 }
 
 pub fn publisher_of(msg: &Message) -> Option<&str> {
