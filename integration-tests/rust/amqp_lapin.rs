@@ -1,9 +1,6 @@
 //! AMQP 0-9-1 end to end with lapin, the Rust client, against the junction binary.
 
-#[allow(dead_code)] // shared by several test binaries, each using a subset
-mod broker;
-
-use broker::Broker;
+use crate::broker::Broker;
 use futures::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;

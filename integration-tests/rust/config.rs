@@ -1,9 +1,6 @@
 //! The binary's configuration end to end: users and vhosts from a TOML file, graceful shutdown.
 
-#[allow(dead_code)] // shared by several test binaries, each using a subset
-mod broker;
-
-use broker::Broker;
+use crate::broker::Broker;
 use lapin::{Connection, ConnectionProperties};
 use std::process::Command;
 use std::time::Duration;
