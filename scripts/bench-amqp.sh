@@ -228,10 +228,11 @@ for sid, title, _ in scenarios:
               f'{s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% | {s["rss"]:,.0f} MiB |')
 print("""
 Without --rate the publishers send as fast as they can. In the transient scenarios they outrun the
-consumers on both brokers, the queue grows during the run, and the latency is mostly the time spent
-waiting in that queue: compare consumed msg/s there, and the latency of the confirmed scenarios,
-where the --inflight window (100 per publisher) bounds the queue. The generator runs on the same
-cores as the broker; "broker CPU" shows how much of the machine each broker took.""")
+consumers, the queue grows during the run ("queued at end", "peak RSS": how far depends on how hard
+each broker throttles publishers), and the latency is mostly the time spent waiting in that queue:
+compare consumed msg/s there, and the latency of the confirmed scenarios, where the --inflight
+window (100 per publisher) bounds the queue. The generator runs on the same cores as the broker;
+"broker CPU" shows how much of the machine each broker took.""")
 print("\n## Commands\n")
 print("Brokers, each on a fresh temp dir and a free port `$PORT`:\n")
 print("```sh")

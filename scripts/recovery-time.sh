@@ -67,8 +67,9 @@ write_section() {
     echo
     echo "Measured by \`scripts/recovery-time.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') on the machine above:"
     echo "$(thousands "$COUNT") persistent 100-byte messages published with confirms into one durable queue"
-    echo "(4 publishers, $rate msg/s confirmed), then \`kill -9\` and a restart on the same data dir"
-    echo "($size), $RESTARTS times. *Store recovery* is the broker's own figure from its log line"
+    echo "(4 publishers, $rate msg/s confirmed), then \`kill -9\` and a restart on the same data dir,"
+    echo "$RESTARTS times (data dir: $SIZE_AT_KILL at the first kill, $size after the last restart)."
+    echo "*Store recovery* is the broker's own figure from its log line"
     echo "\`store recovered ... messages=N millis=M\`; *port accepting* is the time from starting the process"
     echo "until the AMQP port accepts a TCP connection."
     echo
@@ -95,6 +96,7 @@ main_recovery() {
   start_junction "$WORK/data" "$PORT" "$WORK/first.log"
   wait_port "$PORT" 30 "$JUNCTION_PID"
   publish "amqp://guest:guest@127.0.0.1:$PORT/%2f"
+  SIZE_AT_KILL=$(du -sh "$WORK/data" | cut -f1)
   local n
   for n in $(seq "$RESTARTS"); do
     kill_and_restart "$n"
