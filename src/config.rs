@@ -32,7 +32,8 @@ pub struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, env = "JUNCTION_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Bytes of message data held in queues above which publishers are blocked (0 = off).
+    /// Bytes of message data held in queues above which publishers are blocked (0 = off;
+    /// default 40% of the machine's memory).
     #[arg(long, env = "JUNCTION_MEMORY_HIGH_WATERMARK")]
     pub memory_high_watermark: Option<u64>,
     /// Free disk bytes below which publishers are blocked (0 = off).
@@ -138,6 +139,17 @@ pub struct Settings {
     pub vhosts: Vec<String>,
 }
 
+/// RabbitMQ's default: 40% of the machine's memory (0 = no alarm if it cannot be read).
+fn default_memory_watermark() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    total_kib * 1024 / 10 * 4
+}
+
 fn listen(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Listen> {
     let value = value.unwrap_or_else(|| default.to_string());
     if value == "off" {
@@ -196,7 +208,10 @@ impl Settings {
             http: listen("http", cli.http.or(file.listeners.http), "0.0.0.0:15672")?,
             amqp_options,
             mqtt_options,
-            memory_high_watermark: cli.memory_high_watermark.or(file.limits.memory_high_watermark).unwrap_or(0),
+            memory_high_watermark: cli
+                .memory_high_watermark
+                .or(file.limits.memory_high_watermark)
+                .unwrap_or_else(default_memory_watermark),
             disk_free_limit: cli.disk_free_limit.or(file.limits.disk_free_limit).unwrap_or(50_000_000),
             users: file.users,
             loopback_users: file.loopback_users.unwrap_or_else(|| vec!["guest".into()]),
@@ -228,6 +243,8 @@ mod tests {
         assert_eq!(s.stomp, Some("0.0.0.0:61613".parse().unwrap()));
         assert_eq!(s.data_dir, PathBuf::from("/from-file"));
         assert_eq!(s.memory_high_watermark, 5);
+        let defaults = Settings::load(cli(&[])).unwrap();
+        assert!(defaults.memory_high_watermark > 0, "40% of the machine's memory by default");
         assert_eq!(s.mqtt_options.max_inflight, 10);
         assert_eq!(s.mqtt_options.anonymous_user, None, "an empty name refuses anonymous clients");
         assert!(Settings::load(cli(&["--http", "nonsense"])).is_err());
