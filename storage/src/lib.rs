@@ -43,7 +43,8 @@ pub struct LogEntry {
 pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
-    requests: parking_lot::Mutex<Option<mpsc::Sender<Request>>>,
+    /// Read-locked by every submitter (shared, never contended); write-locked only to close.
+    requests: parking_lot::RwLock<Option<mpsc::Sender<Request>>>,
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     next_body_id: AtomicU64,
     stats: Arc<WriterStats>,
@@ -81,7 +82,7 @@ impl Store {
         Ok(Store {
             db,
             path: dir.to_path_buf(),
-            requests: parking_lot::Mutex::new(Some(tx)),
+            requests: parking_lot::RwLock::new(Some(tx)),
             writer: parking_lot::Mutex::new(Some(writer)),
             next_body_id: AtomicU64::new(next_body_id),
             stats,
@@ -121,7 +122,7 @@ impl Store {
     }
 
     fn send(&self, request: Request) {
-        let guard = self.requests.lock();
+        let guard = self.requests.read();
         let refused = match guard.as_ref() {
             Some(tx) => tx.send(request).err().map(|e| e.0),
             None => Some(request),
@@ -134,7 +135,7 @@ impl Store {
 
     /// Syncs and stops the writer thread. Later submissions are refused.
     pub fn close(&self) {
-        if let Some(tx) = self.requests.lock().take() {
+        if let Some(tx) = self.requests.write().take() {
             let _ = tx.send(Request::Shutdown);
         }
         if let Some(handle) = self.writer.lock().take() {

@@ -8,7 +8,7 @@ use crate::error::{AmqpError, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED,
 use crate::handshake::Negotiated;
 use crate::session::Session;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use junction_core::ConsumerEvent;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -134,9 +134,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                         }
                     }
                 }
-                Some((channel, tag, ok)) = self.session.confirms.next(), if !self.session.confirms.is_empty() => {
-                    if let Some(ch) = self.channels.get_mut(&channel) {
-                        ch.confirm_done(&mut self.session, tag, ok);
+                Some(done) = self.session.confirms.next(), if !self.session.confirms.is_empty() => {
+                    // One group commit resolves many receipts: take every ready one so their
+                    // confirms leave in one write (and collapse into `multiple` acks).
+                    let mut ready = vec![done];
+                    while let Some(Some(more)) = self.session.confirms.next().now_or_never() {
+                        ready.push(more);
+                    }
+                    for (channel, tag, ok) in ready {
+                        if let Some(ch) = self.channels.get_mut(&channel) {
+                            ch.confirm_done(&mut self.session, tag, ok);
+                        }
                     }
                 }
                 _ = ticker.tick() => {
