@@ -66,7 +66,7 @@ where
     let end = conn.run(ownership.kicked, shutdown).await;
     let _ = conn.writer.flush().await;
     let _ = conn.writer.shutdown().await;
-    teardown(conn.client, end, ownership.generation).await;
+    teardown(conn.client, conn.events, end, ownership.generation).await;
     drop(ownership.released);
 }
 
@@ -211,9 +211,21 @@ pub fn consume(client: &mut Client, queue: Arc<junction_core::Queue>, cookie: u6
 
 /// Publishes the will (unless the client disconnected cleanly), hands unacked messages back,
 /// and keeps or removes the session.
-async fn teardown(mut client: Client, end: End, generation: u64) {
+async fn teardown(
+    mut client: Client,
+    mut events: mpsc::UnboundedReceiver<junction_core::ConsumerEvent>,
+    end: End,
+    generation: u64,
+) {
     for (_, (queue, consumer, _)) in client.consumers.drain() {
         queue.cancel(consumer);
+    }
+    // Deliveries the queues handed over that never reached the socket go back, in order, so
+    // a persistent session finds them on resume.
+    while let Ok(event) = events.try_recv() {
+        if let junction_core::ConsumerEvent::Deliver(d) = event {
+            d.queue.reject(&[d.seq], true);
+        }
     }
     for (_, outgoing) in client.outstanding.drain() {
         if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
