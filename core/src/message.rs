@@ -60,6 +60,11 @@ impl Value {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// An ordered list of named values; names are unique (a later insert replaces).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Table(pub Vec<(String, Value)>);
@@ -125,11 +130,21 @@ pub struct Message {
     pub routing_key: String,
     pub properties: Properties,
     pub body: Bytes,
+    /// Wall-clock milliseconds since the Unix epoch when the broker took the message in: the
+    /// start of its expiry countdown, which has to survive a restart.
+    pub arrived_at_ms: u64,
 }
 
 impl Message {
     pub fn new(exchange: &str, routing_key: &str, properties: Properties, body: Bytes) -> Message {
-        Message { exchange: exchange.into(), routing_key: routing_key.into(), properties, body }
+        Message { exchange: exchange.into(), routing_key: routing_key.into(), properties, body, arrived_at_ms: now_ms() }
+    }
+
+    /// Milliseconds of its own expiry (`expiration`, MQTT message expiry) left at `now_ms`:
+    /// `None` when it never expires, `Some(0)` when it has expired.
+    pub fn remaining_life_ms(&self, now_ms: u64) -> Option<u64> {
+        let ttl = self.properties.expiration_ms?;
+        Some((self.arrived_at_ms + ttl).saturating_sub(now_ms))
     }
 
     /// Bytes counted against queue length limits and memory alarms.

@@ -8,7 +8,6 @@ use junction_storage::{DurableReceipt, Store};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct RetainedMessage {
@@ -19,19 +18,11 @@ pub struct RetainedMessage {
 
 impl RetainedMessage {
     fn expired(&self, now_ms: u64) -> bool {
-        self.message.properties.expiration_ms.is_some_and(|ttl| self.stored_at_ms + ttl <= now_ms)
-    }
-
-    /// Milliseconds of life left, if it expires.
-    pub fn remaining_ms(&self) -> Option<u64> {
-        let ttl = self.message.properties.expiration_ms?;
-        Some((self.stored_at_ms + ttl).saturating_sub(now_ms()))
+        self.message.remaining_life_ms(now_ms) == Some(0)
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::message::now_ms;
 
 #[derive(Default)]
 pub struct RetainedStore {

@@ -304,3 +304,24 @@ def test_retain_as_published(broker):
     pub.publish("rap/t", b"retained", qos=1, retain=True)
     got = sub.wait_for(2)
     assert [(m.payload, m.retain) for m in got] == [(b"plain", False), (b"retained", True)]
+
+
+def test_message_expiry_counts_down_while_queued_and_across_a_restart(broker):
+    a = Client(broker, client_id="expiring", version="5", clean=True, expiry=3600)
+    a.subscribe("exp/+", 1)
+    a.close()
+    pub = Client(broker, version="5")
+    for topic, interval in (("exp/short", 1), ("exp/long", 30)):
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = interval
+        pub.c.publish(topic, b"x", qos=1, properties=props).wait_for_publish(WAIT)
+    pub.close()
+    time.sleep(1.2)
+    broker.restart()
+    time.sleep(1.0)
+    back = Client(broker, client_id="expiring", version="5", clean=False, expiry=3600)
+    got = back.wait_for(1)
+    time.sleep(0.3)
+    assert [m.topic for m in back.messages] == ["exp/long"], "the expired message is not forwarded"
+    left = got[0].properties.MessageExpiryInterval
+    assert 25 <= left <= 28, "forwarded with the interval left (%s)" % left

@@ -12,6 +12,7 @@ use junction_core::persist::DestinationKind;
 use junction_core::topic::{pattern_matches, MQTT};
 use junction_core::topic_map::mqtt_filter_to_amqp;
 use junction_core::{ConsumerEvent, Delivery, QueueDeclare, Table};
+use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -309,7 +310,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let qos = mapping::published_qos(&r.message).min(max_qos);
             let mut p = mapping::to_mqtt(&r.message, topic, qos);
             p.retain = true;
-            p.props.expiry_secs = r.remaining_ms().map(|ms| ms.div_ceil(1000) as u32);
             p.props.subscription_ids = subscription_id.into_iter().collect();
             self.emit(p, None);
         }
@@ -334,7 +334,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// A core delivery becomes a PUBLISH at the QoS its matching subscriptions allow.
     fn deliver(&mut self, d: Delivery) {
         let topic = mapping::topic_of(&d.message);
-        let Some(wanted) = self.matching(d.cookie, &topic, &d.message) else {
+        let expired = d.message.remaining_life_ms(now_ms()) == Some(0);
+        let wanted = if expired { None } else { self.matching(d.cookie, &topic, &d.message) };
+        let Some(wanted) = wanted else {
             d.queue.ack(&[d.seq]);
             return;
         };

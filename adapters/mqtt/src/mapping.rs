@@ -4,6 +4,7 @@
 
 use crate::packet::{Publish, PublishProps};
 use junction_core::message::{Message, Properties, Table, Value};
+use junction_core::retained::now_ms;
 use junction_core::topic_map::{amqp_to_mqtt, mqtt_to_amqp};
 
 /// The exchange MQTT topics live on, as in RabbitMQ's MQTT plugin.
@@ -90,7 +91,8 @@ pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
         .collect();
     let props = PublishProps {
         payload_utf8: h.get(PAYLOAD_FORMAT_HEADER).and_then(Value::as_i64) == Some(1),
-        expiry_secs: msg.properties.expiration_ms.map(|ms| ms.div_ceil(1000) as u32),
+        // The interval left, as MQTT-3.3.2-6 asks when forwarding.
+        expiry_secs: msg.remaining_life_ms(now_ms()).map(|ms| ms.div_ceil(1000) as u32),
         content_type: msg.properties.content_type.clone(),
         response_topic: msg.properties.reply_to.clone(),
         correlation_data: msg.properties.correlation_id.clone(),

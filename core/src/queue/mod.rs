@@ -213,11 +213,22 @@ impl Queue {
     }
 
     /// Re-inserts a message found in the store at start-up.
-    pub(crate) fn recover(&self, seq: u64, msg: Arc<Message>, stored: Arc<StoredBody>) {
+    /// Its expiry counts from when the message arrived, not from the restart.
+    pub(crate) fn recover(self: &Arc<Self>, seq: u64, msg: Arc<Message>, stored: Arc<StoredBody>) {
         self.resources.add_message_bytes(msg.size());
-        let entry = Entry { seq, msg, stored: Some(stored), redelivered: false, returns: 0, expires_at: None };
+        let expires_at = self.recovered_deadline(&msg);
+        let entry = Entry { seq, msg, stored: Some(stored), redelivered: false, returns: 0, expires_at };
         self.state.lock().push_ready(entry);
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+        if expires_at.is_some() {
+            self.ensure_timer();
+        }
+    }
+
+    fn recovered_deadline(&self, msg: &Message) -> Option<Instant> {
+        let ttl = [self.args.message_ttl_ms, msg.properties.expiration_ms].into_iter().flatten().min()?;
+        let left = (msg.arrived_at_ms + ttl).saturating_sub(crate::message::now_ms());
+        Some(Instant::now() + Duration::from_millis(left))
     }
 
     /// Hands ready messages to consumers with credit, round robin.
