@@ -24,6 +24,14 @@ ensure_build_deps() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 }
 
+# integration-tests/node/node_modules with the Node test clients (MQTT.js), as locked.
+ensure_node_clients() {
+  if ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+  fi
+  (cd integration-tests/node && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # A venv at .venv with the Python test clients.
 ensure_python_clients() {
   if [ ! -x .venv/bin/python ]; then

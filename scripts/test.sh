@@ -8,6 +8,7 @@ source scripts/lib.sh
 ensure_build_deps
 ensure_packages mosquitto-clients   # mosquitto_pub / mosquitto_sub, real MQTT clients for the tests
 ensure_python_clients
+ensure_node_clients
 
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads=2

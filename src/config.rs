@@ -96,6 +96,7 @@ pub struct MqttSection {
     pub max_inflight: Option<u16>,
     pub max_queued_messages: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    pub max_keep_alive: Option<u16>,
     /// User for clients without a username; "" refuses them.
     pub anonymous_user: Option<String>,
 }
@@ -197,6 +198,7 @@ impl Settings {
                 Some(u) => Some(u),
                 None => m.anonymous_user,
             },
+            max_keep_alive: file.mqtt.max_keep_alive.unwrap_or(m.max_keep_alive),
             vhost: m.vhost,
         };
         Ok(Settings {

@@ -325,3 +325,63 @@ def test_message_expiry_counts_down_while_queued_and_across_a_restart(broker):
     assert [m.topic for m in back.messages] == ["exp/long"], "the expired message is not forwarded"
     left = got[0].properties.MessageExpiryInterval
     assert 25 <= left <= 28, "forwarded with the interval left (%s)" % left
+
+
+def test_server_keep_alive_caps_a_v5_clients_keep_alive(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[mqtt]\nmax_keep_alive = 60\n")
+    b = broker_factory("--config", str(cfg))
+    got = {}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ka", protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, flags, rc, props: got.update(props=props)
+    c.connect("127.0.0.1", b.mqtt_port, keepalive=120)
+    c.loop_start()
+    deadline = time.monotonic() + WAIT
+    while "props" not in got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
+    assert got["props"].ServerKeepAlive == 60
+
+
+def test_v5_empty_client_id_with_clean_start_0_gets_an_assigned_id(broker):
+    got = {}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, flags, rc, props: got.update(rc=rc, props=props, flags=flags)
+    c.connect("127.0.0.1", broker.mqtt_port, clean_start=False)
+    c.loop_start()
+    deadline = time.monotonic() + WAIT
+    while "rc" not in got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
+    assert got["rc"] == 0 and not got["flags"].session_present
+    assert got["props"].AssignedClientIdentifier
+
+
+def test_a_full_offline_queue_drops_the_oldest_and_counts_them(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[mqtt]\nmax_queued_messages = 3\n")
+    b = broker_factory("--config", str(cfg))
+    away = Client(b, client_id="away", clean=False)
+    away.subscribe("full/t", 1)
+    away.close()
+    pub = Client(b)
+    for i in range(5):
+        pub.publish("full/t", b"m%d" % i, qos=1)
+    back = Client(b, client_id="away", clean=False)
+    assert [m.payload for m in back.wait_for(3)] == [b"m2", b"m3", b"m4"], "the oldest two were dropped"
+    sys = Client(b)
+    sys.subscribe("$SYS/broker/publish/messages/dropped", 0)  # retained: arrives at once
+    assert int(sys.wait_for(1)[-1].payload) >= 2 or _dropped_after_refresh(sys) >= 2
+
+
+def _dropped_after_refresh(sys_client):
+    """The statistic is refreshed every 5 s; wait for the next one."""
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        with sys_client.lock:
+            if int(sys_client.messages[-1].payload) >= 2:
+                return int(sys_client.messages[-1].payload)
+        time.sleep(0.1)
+    return int(sys_client.messages[-1].payload)

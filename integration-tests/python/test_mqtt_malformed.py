@@ -157,3 +157,23 @@ def test_empty_client_id_with_persistent_session_gets_connack_0x02(broker):
     s.sendall(bytes(packet))
     data, closed = read_until_closed(s)
     assert closed and data == b"\x20\x02\x00\x02", data.hex()
+
+
+def test_the_disconnect_reason_survives_a_client_that_keeps_sending(broker_factory, tmp_path):
+    """Closing a socket with unread input makes the kernel reset it, which would destroy the
+    DISCONNECT 0x93 in flight; the broker drains input before it lets go of the socket."""
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[mqtt]\nmax_inflight = 3\n")
+    b = broker_factory("--config", str(cfg))
+    s = raw(b)
+    s.sendall(connect_packet(level=5))
+    assert s.recv(64)[3] == 0x00
+    for packet_id in range(1, 5):
+        body = utf8("rm/t") + struct.pack("!H", packet_id) + b"\x00" + b"x"
+        s.sendall(bytes([0x34]) + remaining_length(len(body)) + body)
+    time.sleep(0.3)  # the DISCONNECT is on its way; the client, unaware, goes on sending
+    for packet_id in range(1, 5):
+        s.sendall(b"\x62\x02" + struct.pack("!H", packet_id))  # PUBREL
+    data, closed = read_until_closed(s)
+    assert closed
+    assert b"\xe0\x02\x93" in data or b"\xe0\x01\x93" in data or b"\x93\x00" in data, data.hex()

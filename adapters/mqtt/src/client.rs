@@ -1,7 +1,7 @@
 //! The state of one connected MQTT client, and the small operations the handlers share.
 
 use crate::codec::Framing;
-use crate::packet::{Level, Outbound, Will};
+use crate::packet::{Level, Outbound, Publish, Will};
 use crate::session::{self, SessionState};
 use crate::Mqtt;
 use bytes::BytesMut;
@@ -57,11 +57,39 @@ pub struct Client {
     /// Inbound topic aliases (MQTT 5).
     pub aliases: HashMap<u16, String>,
     pub topic_alias_max: u16,
+    /// Topic aliases this server assigns to the client (MQTT 5).
+    pub outbound_aliases: OutboundAliases,
     pub max_packet_size: Option<u32>,
     pub prefetch: u32,
     pub credit: Arc<ChannelCredit>,
     pub events_tx: mpsc::UnboundedSender<ConsumerEvent>,
     pub out: BytesMut,
+}
+
+/// Server-to-client topic aliases: the first `max` distinct topics sent on a connection get
+/// aliases 1..=max, and later publishes on them travel with an empty topic name. Topics beyond
+/// that go in full (no replacement: remapping would cost a full topic anyway).
+#[derive(Debug, Default)]
+pub struct OutboundAliases {
+    /// The client's Topic Alias Maximum (0: no aliases).
+    pub max: u16,
+    by_topic: HashMap<String, u16>,
+}
+
+impl OutboundAliases {
+    pub fn apply(&mut self, p: &mut Publish) {
+        if self.max == 0 {
+            return;
+        }
+        if let Some(&alias) = self.by_topic.get(&p.topic) {
+            p.props.topic_alias = Some(alias);
+            p.topic.clear();
+        } else if self.by_topic.len() < usize::from(self.max) {
+            let alias = self.by_topic.len() as u16 + 1;
+            self.by_topic.insert(p.topic.clone(), alias);
+            p.props.topic_alias = Some(alias);
+        }
+    }
 }
 
 /// Cookie of the session queue's consumer.
@@ -98,6 +126,7 @@ impl Client {
             will: None,
             aliases: HashMap::new(),
             topic_alias_max: 0,
+            outbound_aliases: OutboundAliases::default(),
             max_packet_size: None,
             prefetch: 64,
             credit: Arc::new(ChannelCredit::default()),

@@ -93,13 +93,78 @@ impl Decoder for Framing {
             };
             self.detected = true;
         }
+        let mut unclean_anonymous = false;
+        if self.level.is_none() && matches!(self.codec, MqttCodec::V5(_)) {
+            // The codec takes a packet's fixed header off the buffer before the rest has
+            // arrived; hold a (size-checked) CONNECT back until it is whole, to inspect it.
+            match whole_packet_len(src) {
+                Some(len) if len > src.len() && len - 5 <= self.max_inbound as usize => {
+                    src.reserve(len - src.len());
+                    return Ok(None);
+                }
+                Some(_) => unclean_anonymous = mark_empty_id_connect_clean(src),
+                None if src.len() < 5 => return Ok(None),
+                None => {}
+            }
+        }
         match self.codec.decode(src)? {
             None => Ok(None),
             Some((MqttPacket::V3(p), _)) => from_v3(p, &mut self.level).map(Some),
-            Some((MqttPacket::V5(p), _)) => from_v5(p, &mut self.level).map(Some),
+            Some((MqttPacket::V5(p), _)) => {
+                let mut inbound = from_v5(p, &mut self.level)?;
+                if let (true, Inbound::Connect(c)) = (unclean_anonymous, &mut inbound) {
+                    c.clean_start = false;
+                }
+                Ok(Some(inbound))
+            }
             Some((MqttPacket::Version(_), _)) => Err(DecodeError::InvalidProtocol),
         }
     }
+}
+
+/// The length of the packet at the start of `src` (fixed header included), once its fixed
+/// header is there.
+fn whole_packet_len(src: &[u8]) -> Option<usize> {
+    let (body_len, len_size) = varint(src.get(1..)?)?;
+    Some(1 + len_size + body_len)
+}
+
+/// MQTT 5 lets a client send an empty client id with Clean Start 0 (the server assigns an id,
+/// so the session is new anyway), but the codec refuses that CONNECT. When `src` holds such a
+/// whole CONNECT, this sets its Clean Start bit so that it decodes, and says so; the caller
+/// puts the flag back.
+fn mark_empty_id_connect_clean(src: &mut BytesMut) -> bool {
+    const CLEAN_START: u8 = 0x02;
+    let Some((body_len, len_size)) = varint(src.get(1..).unwrap_or_default()) else { return false };
+    let header_len = len_size + 1;
+    if src.first() != Some(&0x10) || src.len() < header_len + body_len {
+        return false;
+    }
+    // Protocol name (2 + 4), level, flags, keep-alive (2), then the properties.
+    let flags_at = header_len + 7;
+    let props_at = flags_at + 3;
+    let Some((props_len, props_len_size)) = varint(src.get(props_at..).unwrap_or_default()) else { return false };
+    let id_at = props_at + props_len_size + props_len;
+    let empty_id = src.get(id_at..id_at + 2) == Some(&[0, 0][..]);
+    match src.get_mut(flags_at) {
+        Some(flags) if empty_id && *flags & CLEAN_START == 0 && id_at + 2 <= header_len + body_len => {
+            *flags |= CLEAN_START;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A Variable Byte Integer at the start of `b`: its value and its length.
+fn varint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in b.iter().take(4).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 fn from_v3(p: v3::Packet, level: &mut Option<Level>) -> Result<Inbound, DecodeError> {
@@ -406,5 +471,24 @@ mod tests {
             let parts = decode_chunks(&[&bytes[..split], &bytes[split..]]);
             assert_eq!(parts, whole, "split at {split}");
         }
+    }
+
+    #[test]
+    fn a_v5_connect_with_an_empty_id_and_clean_start_0_is_accepted_as_such() {
+        // Flags 0x00 (Clean Start 0), keep-alive 60, one property (session expiry 10), id "".
+        let bytes = b"\x10\x12\x00\x04MQTT\x05\x00\x00\x3c\x05\x11\x00\x00\x00\x0a\x00\x00";
+        for split in 1..=bytes.len() {
+            let parts = decode_chunks(&[&bytes[..split], &bytes[split..]]);
+            let [Inbound::Connect(c)] = &parts[..] else { panic!("split at {split}: {parts:?}") };
+            assert!(c.client_id.is_empty() && !c.clean_start && c.session_expiry == 10, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_v311_connect_with_an_empty_id_and_clean_session_0_is_refused() {
+        let bytes = b"\x10\x0c\x00\x04MQTT\x04\x00\x00\x3c\x00\x00";
+        let mut framing = Framing::new(4096);
+        let err = framing.decode(&mut BytesMut::from(&bytes[..])).unwrap_err();
+        assert!(matches!(err, DecodeError::InvalidClientId));
     }
 }

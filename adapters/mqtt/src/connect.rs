@@ -48,7 +48,9 @@ where
     let Some(accepted) = accept(&mqtt, &connect, peer, &mut reader, &mut wr).await else { return };
     let (mut client, ownership, events, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
     let ack = ConnAck {
+        server_keep_alive,
         session_present,
         reason: reason::SUCCESS,
         assigned_client_id: (connect.client_id.is_empty()).then(|| client.id.clone()),
@@ -61,13 +63,37 @@ where
     client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
     client.will = connect.will.clone();
     start_feeds(&mut client, reader.decoder_mut());
-    let keep_alive = (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: Instant::now() };
     let end = conn.run(ownership.kicked, shutdown).await;
     let _ = conn.writer.flush().await;
     let _ = conn.writer.shutdown().await;
     teardown(conn.client, conn.events, end, ownership.generation).await;
     drop(ownership.released);
+    drain_until_closed(conn.reader.into_inner()).await;
+}
+
+/// Reads and discards what the client still sends, for a short while, before the socket is
+/// dropped: closing a socket with unread input makes the kernel send a reset, which can destroy
+/// the DISCONNECT (reason code) written just before it while still in flight.
+async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+/// The keep-alive the connection runs with and, when it differs from the client's, the Server
+/// Keep Alive that tells an MQTT 5 client (3.1.x clients cannot be told, so keep theirs).
+fn negotiate_keep_alive(c: &Connect, max: u16) -> (u16, Option<u16>) {
+    let too_long = c.keep_alive == 0 || c.keep_alive > max;
+    if c.level == Level::V5 && max < u16::MAX && too_long {
+        (max, Some(max))
+    } else {
+        (c.keep_alive, None)
+    }
 }
 
 type Accepted = (Client, crate::registry::Ownership, mpsc::UnboundedReceiver<junction_core::ConsumerEvent>, bool);
@@ -144,6 +170,7 @@ where
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;
     client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };
+    client.outbound_aliases.max = c.topic_alias_max;
     if let Some(receipt) = client.save_session() {
         let _ = receipt.await;
     }

@@ -390,6 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             p.packet_id = Some(id);
             self.client.outstanding.insert(id, Outgoing::Sent { source });
         }
+        self.client.outbound_aliases.apply(&mut p);
         self.send(Outbound::Publish(Box::new(p)));
     }
 }

@@ -33,6 +33,9 @@ pub struct MqttConfig {
     pub connect_timeout: Duration,
     /// Clients without a username log in as this user (None: anonymous clients refused).
     pub anonymous_user: Option<String>,
+    /// Longest keep-alive (seconds) an MQTT 5 client gets; a longer one (or 0) is replaced
+    /// by this in CONNACK's Server Keep Alive. 65535 leaves clients' choices alone.
+    pub max_keep_alive: u16,
     pub vhost: String,
 }
 
@@ -44,6 +47,7 @@ impl Default for MqttConfig {
             max_queued_messages: 1_000_000,
             connect_timeout: Duration::from_secs(10),
             anonymous_user: Some("guest".into()),
+            max_keep_alive: u16::MAX,
             vhost: "/".into(),
         }
     }

@@ -61,9 +61,15 @@ impl SessionState {
     }
 }
 
+const SESSION_QUEUE_PREFIX: &str = "mqtt-session-";
+
 /// The core queue holding a client's messages.
 pub fn queue_name(client_id: &str) -> String {
-    format!("mqtt-session-{client_id}")
+    format!("{SESSION_QUEUE_PREFIX}{client_id}")
+}
+
+pub fn is_session_queue(queue: &str) -> bool {
+    queue.starts_with(SESSION_QUEUE_PREFIX)
 }
 
 /// The core queue shared by the members of `$share/{group}/{filter}`.

@@ -69,7 +69,18 @@ pub fn snapshot(mqtt: &Mqtt, started: Instant) -> Vec<(&'static str, String)> {
         ("$SYS/broker/bytes/sent", n(&s.bytes_sent)),
         ("$SYS/broker/subscriptions/count", subscriptions.to_string()),
         ("$SYS/broker/retained messages/count", vhost.retained().len().to_string()),
+        ("$SYS/broker/publish/messages/dropped", dropped_from_full_sessions(&vhost).to_string()),
     ]
+}
+
+/// Messages dropped from full session queues (`max_queued_messages`).
+fn dropped_from_full_sessions(vhost: &junction_core::VHost) -> u64 {
+    vhost
+        .queues()
+        .iter()
+        .filter(|q| crate::session::is_session_queue(q.name()))
+        .map(|q| q.counts().overflow_drops)
+        .sum()
 }
 
 fn publish_once(mqtt: &Mqtt, started: Instant) {

@@ -70,6 +70,8 @@ pub struct QueueCounts {
     pub unacked: usize,
     pub consumers: usize,
     pub ready_bytes: usize,
+    /// Dropped from the head because the queue was full, since the broker started.
+    pub overflow_drops: u64,
 }
 
 pub struct Queue {
@@ -154,6 +156,7 @@ impl Queue {
             unacked: st.unacked.len(),
             consumers: st.consumers.len(),
             ready_bytes: st.ready_bytes,
+            overflow_drops: st.overflow_drops,
         }
     }
 

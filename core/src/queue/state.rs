@@ -85,6 +85,8 @@ pub struct QueueState {
     pub had_consumers: bool,
     pub last_used: Instant,
     pub deleted: bool,
+    /// Messages dropped from the head because the queue was full (`x-overflow` drop-head).
+    pub overflow_drops: u64,
 }
 
 impl QueueState {
@@ -98,6 +100,7 @@ impl QueueState {
             had_consumers: false,
             last_used: Instant::now(),
             deleted: false,
+            overflow_drops: 0,
         }
     }
 
@@ -151,6 +154,7 @@ impl QueueState {
         for level in 0..self.ready.len() {
             if let Some(entry) = self.ready[level].pop_front() {
                 self.ready_bytes -= entry.msg.size();
+                self.overflow_drops += 1;
                 fx.dead_letters.push((entry.msg.clone(), DropReason::MaxLen));
                 fx.released.push(entry);
                 return true;
