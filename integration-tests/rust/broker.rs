@@ -9,6 +9,7 @@ pub struct Broker {
     child: Option<Child>,
     extra_args: Vec<String>,
     pub amqp: SocketAddr,
+    pub mqtt: SocketAddr,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -27,8 +28,9 @@ impl Broker {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().to_path_buf();
         let amqp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let extra_args = extra_args.to_vec();
-        let mut broker = Broker { child: None, extra_args, amqp, data_dir, _tmp: Some(tmp) };
+        let mut broker = Broker { child: None, extra_args, amqp, mqtt, data_dir, _tmp: Some(tmp) };
         broker.spawn();
         broker
     }
@@ -41,7 +43,7 @@ impl Broker {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_junction"))
             .args(["--data-dir", self.data_dir.join("data").to_str().unwrap()])
-            .args(["--amqp", &self.amqp.to_string(), "--mqtt", "off", "--stomp", "off", "--http", "off"])
+            .args(["--amqp", &self.amqp.to_string(), "--mqtt", &self.mqtt.to_string(), "--stomp", "off", "--http", "off"])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -49,7 +51,8 @@ impl Broker {
             .expect("junction binary starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&self.amqp, Duration::from_millis(200)).is_err() {
+        let listening = |addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+        while !(listening(&self.amqp) && listening(&self.mqtt)) {
             assert!(Instant::now() < deadline, "broker did not listen within 30 s: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }

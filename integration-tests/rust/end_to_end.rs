@@ -4,3 +4,4 @@
 mod amqp_lapin;
 mod broker;
 mod config;
+mod mqtt_rumqttc;
