@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (`--config`), overridden by `JUNCTION_*` environment variables,
 //! overridden by flags. Every field has a default, so `junction` alone starts a broker.
 
+use junction_core::permissions::{PermissionRecord, TopicPermissionRecord};
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -69,6 +70,10 @@ pub struct FileConfig {
     pub loopback_users: Option<Vec<String>>,
     #[serde(default)]
     pub vhosts: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<PermissionRecord>,
+    #[serde(default)]
+    pub topic_permissions: Vec<TopicPermissionRecord>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +143,8 @@ pub struct Settings {
     pub users: Vec<UserEntry>,
     pub loopback_users: Vec<String>,
     pub vhosts: Vec<String>,
+    pub permissions: Vec<PermissionRecord>,
+    pub topic_permissions: Vec<TopicPermissionRecord>,
 }
 
 /// RabbitMQ's default: 40% of the machine's memory (0 = no alarm if it cannot be read).
@@ -218,6 +225,8 @@ impl Settings {
             users: file.users,
             loopback_users: file.loopback_users.unwrap_or_else(|| vec!["guest".into()]),
             vhosts: file.vhosts,
+            permissions: file.permissions,
+            topic_permissions: file.topic_permissions,
         })
     }
 }

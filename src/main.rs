@@ -71,6 +71,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     for vhost in &settings.vhosts {
         broker.add_vhost(vhost);
     }
+    for p in &settings.permissions {
+        broker.set_permissions(p.clone()).map_err(|e| anyhow::anyhow!("permissions of '{}' on '{}': {e}", p.user, p.vhost))?;
+    }
+    for t in &settings.topic_permissions {
+        broker.set_topic_permissions(t.clone()).map_err(|e| anyhow::anyhow!("topic permissions of '{}' on '{}': {e}", t.user, t.vhost))?;
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     if let Some(addr) = settings.amqp {

@@ -3,6 +3,7 @@
 use crate::auth::{self, User};
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::message::Message;
+use crate::permissions::{Access, PermissionRecord, PermissionTable, TopicPermissionRecord};
 use crate::persist::{Record, UserRecord};
 use crate::queue::{Queue, StoredBody};
 use crate::resources::{Limits, Resources};
@@ -57,6 +58,7 @@ pub struct Broker {
     connection_ids: AtomicU64,
     /// Protocol sessions by (vhost, protocol, id): opaque bytes owned by the adapters.
     sessions: RwLock<HashMap<(String, String, String), Vec<u8>>>,
+    permissions: PermissionTable,
     recovery: RecoveryReport,
 }
 
@@ -74,6 +76,7 @@ impl Broker {
             queue_ids: Arc::new(AtomicU64::new(1)),
             connection_ids: AtomicU64::new(1),
             sessions: RwLock::new(HashMap::new()),
+            permissions: PermissionTable::default(),
             recovery: RecoveryReport::default(),
         };
         broker.recovery = broker.recover()?;
@@ -82,7 +85,11 @@ impl Broker {
             broker.add_vhost(&default_vhost);
         }
         if broker.users.read().is_empty() {
+            // First start, as RabbitMQ: guest/guest, full permissions on the default vhost.
             broker.put_user("guest", &auth::hash_password("guest"), vec!["administrator".into()])?;
+            let all = ".*".to_string();
+            let full = PermissionRecord { user: "guest".into(), vhost: default_vhost, configure: all.clone(), write: all.clone(), read: all };
+            broker.set_permissions(full)?;
         }
         Ok(Arc::new(broker))
     }
@@ -133,6 +140,31 @@ impl Broker {
         self.store.submit(vec![Record::User(record.clone()).put()]);
         self.users.write().insert(name.into(), record);
         Ok(())
+    }
+
+    /// Sets (replaces) a user's permissions on a vhost, durably.
+    pub fn set_permissions(&self, record: PermissionRecord) -> CoreResult<()> {
+        self.permissions.set(record.clone())?;
+        self.store.submit(vec![Record::Permission(record).put()]);
+        Ok(())
+    }
+
+    /// Sets (replaces) a user's topic permissions on one exchange of a vhost, durably.
+    pub fn set_topic_permissions(&self, record: TopicPermissionRecord) -> CoreResult<()> {
+        self.permissions.set_topic(record.clone())?;
+        self.store.submit(vec![Record::TopicPermission(record).put()]);
+        Ok(())
+    }
+
+    pub fn permissions(&self) -> &PermissionTable {
+        &self.permissions
+    }
+
+    /// Opens `vhost` for a logged-in user: refused (RabbitMQ's text) without permissions there.
+    pub fn access(&self, user: &User, vhost: &str) -> CoreResult<Access> {
+        self.permissions.access(&user.name, vhost).ok_or_else(|| {
+            CoreError::new(ErrorKind::NotAllowed, format!("access to vhost '{vhost}' refused for user '{}'", user.name))
+        })
     }
 
     /// Checks a login. The hash is verified on the blocking pool.
@@ -259,6 +291,8 @@ impl Broker {
                 Record::Session { vhost, protocol, id, data } => {
                     self.sessions.write().insert((vhost, protocol, id), data);
                 }
+                Record::Permission(p) => self.permissions.set(p)?,
+                Record::TopicPermission(t) => self.permissions.set_topic(t)?,
             }
         }
         report.messages = self.recover_messages(&queues_by_id)?;

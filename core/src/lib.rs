@@ -9,6 +9,7 @@ pub mod broker;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod permissions;
 pub mod persist;
 pub mod queue;
 pub mod resources;

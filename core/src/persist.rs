@@ -13,6 +13,8 @@ const KIND_BINDING: u8 = 4;
 const KIND_USER: u8 = 5;
 const KIND_RETAINED: u8 = 6;
 const KIND_SESSION: u8 = 7;
+const KIND_PERMISSION: u8 = 8;
+const KIND_TOPIC_PERMISSION: u8 = 9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DestinationKind {
@@ -49,6 +51,8 @@ pub enum Record {
     Retained { vhost: String, topic: String, message: crate::message::Message, stored_at_ms: u64 },
     /// A protocol session (e.g. an MQTT client's subscriptions), opaque to the core.
     Session { vhost: String, protocol: String, id: String, data: Vec<u8> },
+    Permission(crate::permissions::PermissionRecord),
+    TopicPermission(crate::permissions::TopicPermissionRecord),
 }
 
 fn key(kind: u8, scope: &str, name: &[u8]) -> Vec<u8> {
@@ -72,6 +76,10 @@ impl Record {
             Record::Retained { vhost, topic, .. } => key(KIND_RETAINED, vhost, topic.as_bytes()),
             Record::Session { vhost, protocol, id, .. } => {
                 key(KIND_SESSION, vhost, format!("{protocol}\0{id}").as_bytes())
+            }
+            Record::Permission(p) => key(KIND_PERMISSION, &p.vhost, p.user.as_bytes()),
+            Record::TopicPermission(t) => {
+                key(KIND_TOPIC_PERMISSION, &t.vhost, format!("{}\0{}", t.user, t.exchange).as_bytes())
             }
         }
     }

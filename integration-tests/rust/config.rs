@@ -23,7 +23,8 @@ async fn users_and_vhosts_come_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("junction.toml");
     let toml = format!(
-        "vhosts = [\"staging\"]\n\n[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\ntags = [\"administrator\"]\n",
+        "vhosts = [\"staging\"]\n\n[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\ntags = [\"administrator\"]\n\n\
+         [[permissions]]\nuser = \"alice\"\nvhost = \"staging\"\nconfigure = \".*\"\nwrite = \".*\"\nread = \".*\"\n",
         hash("wonderland")
     );
     std::fs::write(&config, toml).unwrap();
@@ -32,6 +33,7 @@ async fn users_and_vhosts_come_from_the_config_file() {
     conn.close(200, "bye".into()).await.unwrap();
     assert!(try_connect(&b.url_for("alice", "wrong", "staging")).await.is_err(), "wrong password refused");
     assert!(try_connect(&b.url_for("alice", "wonderland", "nowhere")).await.is_err(), "unknown vhost refused");
+    assert!(try_connect(&b.url_for("alice", "wonderland", "%2F")).await.is_err(), "no permissions on '/'");
     assert!(try_connect(&b.url()).await.is_ok(), "guest still exists");
 }
 

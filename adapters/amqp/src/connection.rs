@@ -58,6 +58,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             broker,
             vhost: negotiated.vhost,
             user: negotiated.user,
+            access: negotiated.access,
             frame_max: negotiated.frame_max,
             capabilities: negotiated.capabilities,
             max_message_size,

@@ -21,6 +21,7 @@ use tokio_util::codec::FramedRead;
 pub struct Negotiated {
     pub user: User,
     pub vhost: Arc<VHost>,
+    pub access: junction_core::permissions::Access,
     pub frame_max: usize,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -156,8 +157,12 @@ where
         let e = AmqpError::connection(NOT_ALLOWED, format!("vhost {} not found", open.virtual_host.as_str()));
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..e })
     })?;
+    let access = broker.access(&user, vhost.name()).map_err(|e| {
+        tracing::warn!(user = %user.name, vhost = %vhost.name(), "AMQP vhost access refused");
+        Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
+    })?;
     send(wr, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
-    Ok(Negotiated { user, vhost, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })
+    Ok(Negotiated { user, vhost, access, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })
 }
 
 fn client_capabilities(props: &FieldTable) -> ClientCapabilities {

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use junction_core::auth::User;
+use junction_core::permissions::Access;
 use junction_core::{Broker, ConsumerEvent, VHost};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -26,6 +27,8 @@ pub struct Session {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
     pub user: User,
+    /// What the user may do in the vhost (checked before every operation).
+    pub access: Access,
     pub frame_max: usize,
     pub capabilities: ClientCapabilities,
     /// Largest message body accepted.

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use junction_core::auth::User;
+use junction_core::permissions::Access;
 use junction_core::{ChannelCredit, ConsumerEvent, Queue, VHost};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ pub enum Feed {
 }
 
 /// An acknowledgement that must wait for the store: (packet id, QoS, stored ok).
-pub type PendingAck = BoxFuture<'static, (u16, u8, bool)>;
+/// (packet id, QoS, reason code) once the publish is stored (or refused).
+pub type PendingAck = BoxFuture<'static, (u16, u8, u8)>;
 
 pub struct Client {
     pub mqtt: Arc<Mqtt>,
@@ -41,6 +43,8 @@ pub struct Client {
     pub vhost: Arc<VHost>,
     /// Who logged in (permissions apply to this user).
     pub user: User,
+    /// What the user may do in the vhost.
+    pub access: Access,
     pub session: SessionState,
     /// The session outlives the connection (clean session 0 / expiry > 0).
     pub persistent: bool,
@@ -103,6 +107,7 @@ impl Client {
         level: Level,
         vhost: Arc<VHost>,
         user: User,
+        access: Access,
         session: SessionState,
         persistent: bool,
         queue: Arc<Queue>,
@@ -114,6 +119,7 @@ impl Client {
             level,
             vhost,
             user,
+            access,
             session,
             persistent,
             queue,

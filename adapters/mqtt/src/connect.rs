@@ -143,6 +143,13 @@ where
     };
     let Some(vhost) = mqtt.broker.vhost(&mqtt.config.vhost) else { return refuse(reason::SERVER_UNAVAILABLE).await };
     let id = if c.client_id.is_empty() { generated_id() } else { c.client_id.clone() };
+    let access = match crate::authz::may_connect(&mqtt.broker, &user, &vhost, &id) {
+        Ok(access) => access,
+        Err(e) => {
+            tracing::warn!(%peer, client = %id, reason = %e.message, "MQTT connection refused");
+            return refuse(reason::NOT_AUTHORIZED).await;
+        }
+    };
     let (_, ownership) = mqtt.registry.claim(vhost.name(), &id).await;
     let stored = mqtt.broker.session(vhost.name(), session::PROTOCOL, &id).and_then(|b| SessionState::decode(&b));
     let resumed = match stored {
@@ -166,7 +173,7 @@ where
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, state, persistent, queue, tx);
+    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue, tx);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;
     client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };

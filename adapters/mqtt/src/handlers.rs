@@ -72,8 +72,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     None
                 }
-                Some((packet_id, qos, ok)) = self.client.pending_acks.next(), if !self.client.pending_acks.is_empty() => {
-                    self.on_stored(packet_id, qos, ok);
+                Some((packet_id, qos, code)) = self.client.pending_acks.next(), if !self.client.pending_acks.is_empty() => {
+                    self.on_stored(packet_id, qos, code);
                     None
                 }
                 _ = sleep_until(deadline) => {
@@ -171,23 +171,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(protocol_error(reason::RECEIVE_MAXIMUM_EXCEEDED));
         }
         self.client.mqtt.stats.received(p.payload.len());
+        let qos = p.qos;
+        if qos == 1 {
+            self.client.inbound_qos1 += 1;
+        }
+        if let Err(e) = crate::authz::may_publish(&self.client.access, &p.topic) {
+            tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT publish refused");
+            // MQTT 5 says why; 3.1.x has no way to, so the message is dropped silently (as
+            // Mosquitto does) and acknowledged as usual.
+            let code = if self.client.level == Level::V5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
+            if qos > 0 {
+                self.client.pending_acks.push_back(futures::future::ready((packet_id, qos, code)).boxed());
+            }
+            return Ok(());
+        }
         let receipt = publish(&self.client.vhost, &p, &self.client.id);
-        if p.qos == 0 {
+        if qos == 0 {
             return Ok(());
         }
         let mut receipts: Vec<junction_core::DurableReceipt> = receipt.into_iter().collect();
-        if p.qos == 1 {
-            self.client.inbound_qos1 += 1;
-        }
-        if p.qos == 2 {
+        if qos == 2 {
             self.client.session.incoming_qos2.insert(packet_id);
             receipts.extend(self.client.save_session());
         }
-        let qos = p.qos;
         self.client.pending_acks.push_back(
             async move {
                 let ok = futures::future::join_all(receipts).await.into_iter().all(|r| matches!(r, Ok(Ok(()))));
-                (packet_id, qos, ok)
+                (packet_id, qos, if ok { reason::SUCCESS } else { reason::UNSPECIFIED })
             }
             .boxed(),
         );
@@ -209,8 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// A publish's store write finished: acknowledge it to the client.
-    fn on_stored(&mut self, packet_id: u16, qos: u8, ok: bool) {
-        let code = if ok { reason::SUCCESS } else { reason::UNSPECIFIED };
+    fn on_stored(&mut self, packet_id: u16, qos: u8, code: u8) {
         match qos {
             1 => {
                 self.client.inbound_qos1 -= 1;
@@ -265,6 +274,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn subscribe(&mut self, filter: &str, options: &SubscriptionOptions, id: Option<u32>) -> Result<bool, u8> {
         if !valid_filter(filter) {
             return Err(reason::TOPIC_FILTER_INVALID);
+        }
+        if let Err(e) = crate::authz::may_subscribe(&self.client.access, filter, self.client.queue.name()) {
+            tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT subscribe refused");
+            return Err(reason::NOT_AUTHORIZED);
         }
         let is_new = !self.client.session.subscriptions.contains_key(filter);
         self.client.session.subscriptions.insert(filter.to_string(), Subscription::new(options, id));

@@ -3,6 +3,7 @@
 //! the per-connection state machine in `connect` (CONNECT), `client` (state) and `handlers`
 //! (packets and deliveries).
 
+mod authz;
 mod client;
 pub mod codec;
 mod connect;

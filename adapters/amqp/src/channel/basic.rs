@@ -1,6 +1,7 @@
 //! basic.* methods other than the publish content path: qos, consume, cancel, get, ack, nack,
 //! reject, recover; and turning core deliveries into basic.deliver frames.
 
+use junction_core::permissions::{Op, Resource};
 use super::publish::{PendingPublish, DIRECT_REPLY_TO};
 use super::{Channel, ConsumerEntry, Content, Outstanding};
 use crate::convert::{properties_to_amqp, short};
@@ -76,6 +77,7 @@ impl Channel {
             } else {
                 c.queue.as_str().to_string()
             };
+            s.access.check(Op::Read, Resource::Queue(&name))?;
             s.vhost.queue_for(&name, s.connection_id)?
         };
         let spec = ConsumerSpec {
@@ -99,6 +101,7 @@ impl Channel {
 
     fn get(&mut self, s: &mut Session, g: basic::Get) -> AmqpResult<()> {
         let name = if g.queue.as_str().is_empty() { self.last_queue.clone().unwrap_or_default() } else { g.queue.as_str().to_string() };
+        s.access.check(Op::Read, Resource::Queue(&name))?;
         let queue = s.vhost.queue_for(&name, s.connection_id)?;
         let Some(d) = queue.get(g.no_ack) else {
             let empty = basic::GetEmpty {};

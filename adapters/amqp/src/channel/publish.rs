@@ -1,6 +1,7 @@
 //! basic.publish once its content is complete: validation, direct reply-to, routing through
 //! the core, mandatory returns, publisher confirms, and transactional buffering.
 
+use junction_core::permissions::{Op, Resource};
 use super::Channel;
 use crate::convert::{properties_from_amqp, properties_to_amqp, short};
 use crate::error::{AmqpError, AmqpResult, ACCESS_REFUSED, NOT_FOUND, NO_ROUTE, PRECONDITION_FAILED};
@@ -51,6 +52,8 @@ pub struct TxBuffer {
 
 impl Channel {
     pub(super) fn publish(&mut self, s: &mut Session, p: PendingPublish, body: Bytes) -> AmqpResult<()> {
+        s.access.check(Op::Write, Resource::Exchange(&p.exchange))?;
+        s.access.check_topic(Op::Write, &p.exchange, &p.routing_key)?;
         let mut properties = properties_from_amqp(&p.properties)
             .map_err(|bad| AmqpError::channel(PRECONDITION_FAILED, format!("invalid expiration '{bad}'")))?;
         if let Some(user_id) = &properties.user_id {
