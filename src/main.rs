@@ -103,7 +103,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }));
     }
     if let Some(addr) = settings.stomp {
-        tracing::warn!(protocol = "stomp", %addr, "listener configured, but this build does not serve STOMP yet");
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("STOMP listener {addr}: {e}"))?;
+        tracing::info!(protocol = "stomp", addr = %listener.local_addr()?, "listening");
+        let stomp = junction_stomp::Stomp::new(broker.clone(), junction_stomp::StompConfig::default());
+        tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp, shutdown_rx.clone())));
     }
     tokio::spawn(watch_disk(broker.clone(), shutdown_rx.clone()));
     wait_for_signal().await;

@@ -50,9 +50,20 @@ def pytest_runtest_makereport(item, call):
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free ports: the sockets stay bound until all are picked, so the kernel
+    cannot hand out the same port twice."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class BrokerBase:
@@ -167,9 +178,7 @@ class JunctionBroker(BrokerBase):
         self.data_dir = os.path.join(self.workdir, "data")
         self.log_path = os.path.join(self.workdir, "broker.log")
         self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.mqtt_port = free_port()
-        self.http_port = free_port()
+        self.port, self.mqtt_port, self.http_port, self.stomp_port = free_ports(4)
         self.proc = None
         self.starts = 0
 
@@ -179,7 +188,7 @@ class JunctionBroker(BrokerBase):
             "--data-dir", self.data_dir,
             "--amqp", "%s:%d" % (self.host, self.port),
             "--mqtt", "%s:%d" % (self.host, self.mqtt_port),
-            "--stomp", "off", "--http", "%s:%d" % (self.host, self.http_port),
+            "--stomp", "%s:%d" % (self.host, self.stomp_port), "--http", "%s:%d" % (self.host, self.http_port),
             *self.extra_args,
         ]
 
@@ -203,7 +212,7 @@ class JunctionBroker(BrokerBase):
                 raise RuntimeError("junction exited with code %s during startup\n%s" % (rc, self.log_tail()))
             try:
                 # Every listener, not just the first to come up.
-                for port in (self.port, self.mqtt_port, self.http_port):
+                for port in (self.port, self.mqtt_port, self.stomp_port, self.http_port):
                     socket.create_connection((self.host, port), timeout=1).close()
                 return
             except OSError:

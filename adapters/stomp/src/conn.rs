@@ -1,0 +1,299 @@
+//! One STOMP connection: CONNECT, then a loop over client frames, queue deliveries, receipts
+//! and heart-beats; ERROR (then close) for anything the protocol refuses.
+
+use crate::codec::{CodecError, Inbound, StompCodec};
+use crate::connect::{self, Opened};
+use crate::frame::{Frame, Version};
+use crate::send::{PendingReceipt, Transaction};
+use crate::subscribe::{Subscription, Unacked};
+use crate::Stomp;
+use bytes::{BufMut, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use junction_core::{ChannelCredit, ConsumerEvent, CoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+/// Why a frame was refused: the ERROR frame's `message` header and body.
+#[derive(Debug, Clone)]
+pub struct StompError {
+    pub message: String,
+    pub detail: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl StompError {
+    pub fn new(message: &str, detail: &str) -> StompError {
+        StompError { message: message.to_string(), detail: detail.to_string(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> StompError {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn into_frame(self, receipt: Option<&str>) -> Frame {
+        let mut f = Frame::new("ERROR").with("message", self.message).with("content-type", "text/plain");
+        if let Some(r) = receipt {
+            f = f.with("receipt-id", r);
+        }
+        f.headers.extend(self.headers);
+        f.with_body(self.detail.into_bytes())
+    }
+}
+
+impl From<CoreError> for StompError {
+    fn from(e: CoreError) -> StompError {
+        use junction_core::ErrorKind as K;
+        let message = match e.kind {
+            K::NotFound => "not_found",
+            K::ResourceLocked => "resource_locked",
+            K::PreconditionFailed => "precondition_failed",
+            K::AccessRefused | K::NotAllowed => "access_refused",
+            K::InvalidArgument => "invalid_argument",
+            K::Internal => "internal_error",
+        };
+        StompError::new(message, &e.message)
+    }
+}
+
+impl From<CodecError> for StompError {
+    fn from(e: CodecError) -> StompError {
+        match e {
+            CodecError::TooLarge(what) => StompError::new("Frame too large", &what),
+            other => StompError::new("Invalid frame", &other.to_string()),
+        }
+    }
+}
+
+pub type FrameResult = Result<(), StompError>;
+
+/// A connection's state once CONNECT succeeded.
+pub struct Conn {
+    pub session: Opened,
+    pub connection_id: u64,
+    /// Encodes server frames with the negotiated version's escaping.
+    encoder: StompCodec,
+    pub out: BytesMut,
+    pub subscriptions: HashMap<String, Subscription>,
+    /// Consumer cookie -> subscription id.
+    pub by_cookie: HashMap<u64, String>,
+    pub next_cookie: u64,
+    /// Delivered and not yet acknowledged, by the ack id (our delivery tag).
+    pub unacked: BTreeMap<u64, Unacked>,
+    pub next_tag: u64,
+    pub transactions: HashMap<String, Transaction>,
+    pub receipts: FuturesOrdered<PendingReceipt>,
+    pub events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+    pub credit: Arc<ChannelCredit>,
+    /// Set after ERROR or DISCONNECT: flush and close.
+    pub closing: bool,
+}
+
+pub async fn run<S>(stomp: Arc<Stomp>, stream: S, peer: SocketAddr, mut shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(rd, StompCodec::new(stomp.config.limits.clone()));
+    let first = tokio::time::timeout(stomp.config.connect_timeout, first_frame(&mut reader)).await;
+    let opened = match first {
+        Ok(Ok(frame)) => connect::open(&stomp, &frame, peer).await.map_err(|e| (e, frame.header("receipt").map(str::to_string))),
+        Ok(Err(Some(e))) => Err((e, None)),
+        Ok(Err(None)) | Err(_) => return,
+    };
+    let session = match opened {
+        Ok(session) => session,
+        Err((error, receipt)) => {
+            let mut out = BytesMut::new();
+            reader.decoder().encode_frame(&error.into_frame(receipt.as_deref()), &mut out);
+            let _ = wr.write_all(&out).await;
+            let _ = wr.shutdown().await;
+            drain_until_closed(reader.into_inner()).await;
+            return;
+        }
+    };
+    reader.decoder_mut().set_version(session.version);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut conn = Conn::new(stomp, session, events_tx);
+    tracing::debug!(%peer, user = %conn.session.user.name, version = conn.session.version.as_str(), "STOMP connection open");
+    let connected = conn.session.connected.clone();
+    conn.send(&connected);
+    conn.serve(&mut reader, &mut wr, &mut events, &mut shutdown).await;
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+    conn.teardown(&mut events);
+    drain_until_closed(reader.into_inner()).await;
+}
+
+/// The first frame, heart-beats skipped; Err(Some) for a malformed one, Err(None) at EOF.
+async fn first_frame<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, StompCodec>) -> Result<Frame, Option<StompError>> {
+    loop {
+        match reader.next().await {
+            Some(Ok(Inbound::Frame(f))) => return Ok(f),
+            Some(Ok(Inbound::HeartBeat)) => continue,
+            Some(Err(e)) => return Err(Some(e.into())),
+            None => return Err(None),
+        }
+    }
+}
+
+/// Reads and discards what the client still sends, briefly, so that closing the socket does
+/// not reset it (which could destroy the ERROR frame just written).
+async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => futures::future::pending().await,
+    }
+}
+
+impl Conn {
+    fn new(stomp: Arc<Stomp>, session: Opened, events_tx: mpsc::UnboundedSender<ConsumerEvent>) -> Conn {
+        let mut encoder = StompCodec::new(stomp.config.limits.clone());
+        encoder.set_version(session.version);
+        let connection_id = stomp.broker.next_connection_id();
+        Conn {
+            session,
+            connection_id,
+            encoder,
+            out: BytesMut::with_capacity(16 * 1024),
+            subscriptions: HashMap::new(),
+            by_cookie: HashMap::new(),
+            next_cookie: 1,
+            unacked: BTreeMap::new(),
+            next_tag: 1,
+            transactions: HashMap::new(),
+            receipts: FuturesOrdered::new(),
+            events_tx,
+            credit: Arc::new(ChannelCredit::default()),
+            closing: false,
+        }
+    }
+
+    pub fn send(&mut self, frame: &Frame) {
+        self.encoder.encode_frame(frame, &mut self.out);
+    }
+
+    pub fn version(&self) -> Version {
+        self.session.version
+    }
+
+    /// Sends ERROR and closes after it.
+    fn fail(&mut self, error: StompError, receipt: Option<&str>) {
+        tracing::debug!(user = %self.session.user.name, message = %error.message, detail = %error.detail, "STOMP ERROR");
+        let frame = error.into_frame(receipt);
+        self.send(&frame);
+        self.closing = true;
+    }
+
+    async fn serve<R, W>(
+        &mut self,
+        reader: &mut FramedRead<R, StompCodec>,
+        wr: &mut W,
+        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (send_every, expect_every) = (self.session.send_every, self.session.expect_every);
+        let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+        loop {
+            if !self.out.is_empty() {
+                if wr.write_all(&self.out).await.is_err() {
+                    return;
+                }
+                self.out.clear();
+                last_write = Instant::now();
+            }
+            if self.closing {
+                return;
+            }
+            // A client gets twice its promised interval before it counts as gone.
+            let read_deadline = expect_every.map(|d| last_read + d * 2);
+            let beat_at = send_every.map(|d| last_write + d);
+            tokio::select! {
+                item = reader.next() => {
+                    last_read = Instant::now();
+                    match item {
+                        Some(Ok(Inbound::Frame(frame))) => self.on_frame(frame),
+                        Some(Ok(Inbound::HeartBeat)) => {}
+                        Some(Err(e)) => self.fail(e.into(), None),
+                        None => return,
+                    }
+                }
+                Some(event) = events.recv() => {
+                    self.on_event(event);
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(event);
+                    }
+                }
+                Some(done) = self.receipts.next(), if !self.receipts.is_empty() => self.on_receipt(done),
+                _ = sleep_until(beat_at) => self.out.put_u8(b'\n'),
+                _ = sleep_until(read_deadline) => {
+                    tracing::debug!(user = %self.session.user.name, "STOMP heart-beat timeout");
+                    return;
+                }
+                _ = shutdown.changed() => self.fail(StompError::new("Server shutting down", "The broker is stopping."), None),
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        let receipt = frame.header("receipt").map(str::to_string);
+        let result = match frame.command.as_str() {
+            "SEND" => self.on_send(&frame),
+            "SUBSCRIBE" => self.on_subscribe(&frame),
+            "UNSUBSCRIBE" => self.on_unsubscribe(&frame),
+            "ACK" => self.on_ack(&frame, true),
+            "NACK" if self.version() >= Version::V11 => self.on_ack(&frame, false),
+            "BEGIN" => self.on_begin(&frame),
+            "COMMIT" => self.on_commit(&frame),
+            "ABORT" => self.on_abort(&frame),
+            "DISCONNECT" => self.on_disconnect(&frame),
+            "CONNECT" | "STOMP" => Err(StompError::new("Already connected", "CONNECT may be sent only once")),
+            other => Err(StompError::new("Bad command", &format!("Could not interpret command {other}"))),
+        };
+        if let Err(e) = result {
+            self.fail(e, receipt.as_deref());
+        }
+    }
+
+    /// Cancels every consumer, hands unacknowledged and undelivered messages back, and removes
+    /// the connection's private queues.
+    fn teardown(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
+        for (_, sub) in self.subscriptions.drain() {
+            sub.queue.cancel(sub.consumer);
+        }
+        while let Ok(event) = events.try_recv() {
+            if let ConsumerEvent::Deliver(d) = event {
+                if !d.no_ack {
+                    d.queue.reject(&[d.seq], true);
+                }
+            }
+        }
+        for (_, u) in std::mem::take(&mut self.unacked) {
+            u.queue.reject(&[u.seq], true);
+        }
+        self.session.vhost.connection_closed(self.connection_id);
+    }
+}
+
+/// A header the frame must have.
+pub fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, StompError> {
+    frame.header(name).ok_or_else(|| {
+        StompError::new(&format!("Missing {name} header"), &format!("{} frames need a '{name}' header", frame.command))
+    })
+}

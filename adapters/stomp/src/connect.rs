@@ -1,0 +1,74 @@
+//! CONNECT / STOMP: version and heart-beat negotiation, login, vhost and its permissions.
+
+use crate::conn::StompError;
+use crate::frame::{Frame, Version};
+use crate::Stomp;
+use junction_core::auth::User;
+use junction_core::permissions::Access;
+use junction_core::VHost;
+use rand::distr::{Alphanumeric, SampleString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A session the CONNECT frame opened.
+pub struct Opened {
+    pub version: Version,
+    pub user: User,
+    pub vhost: Arc<VHost>,
+    pub access: Access,
+    /// How often the server must send something (heart-beat), if at all.
+    pub send_every: Option<Duration>,
+    /// How often the client promised to send something, if at all.
+    pub expect_every: Option<Duration>,
+    pub connected: Frame,
+}
+
+pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Opened, StompError> {
+    if !matches!(frame.command.as_str(), "CONNECT" | "STOMP") {
+        return Err(StompError::new("Illegal command", "You must log in using CONNECT first"));
+    }
+    let version = Version::negotiate(frame.header("accept-version"))
+        .ok_or_else(|| StompError::new("Version mismatch", "Supported protocol versions are 1.0,1.1,1.2").with_header("version", "1.0,1.1,1.2"))?;
+    let user = login(stomp, frame, peer).await?;
+    // Browsers and stomp.py put the server's host name here: it selects a vhost only by name.
+    let vhost = frame
+        .header("host")
+        .and_then(|h| stomp.broker.vhost(h))
+        .or_else(|| stomp.broker.vhost(&stomp.config.default_vhost))
+        .ok_or_else(|| StompError::new("Bad CONNECT", "no default vhost"))?;
+    let access = stomp.broker.access(&user, vhost.name()).map_err(|e| StompError::new("Bad CONNECT", &e.message))?;
+    let (client_sends, client_wants) = heart_beat(frame.header("heart-beat"))?;
+    let agreed = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms).max(stomp.config.min_heartbeat));
+    let (send_every, expect_every) = (agreed(client_wants), agreed(client_sends));
+    let millis = |d: Option<Duration>| d.map_or(0, |d| d.as_millis());
+    let mut connected = Frame::new("CONNECTED");
+    if version >= Version::V11 {
+        connected = connected
+            .with("version", version.as_str())
+            .with("heart-beat", format!("{},{}", millis(send_every), millis(expect_every)));
+    }
+    let session = format!("session-{}", Alphanumeric.sample_string(&mut rand::rng(), 22));
+    connected = connected.with("server", format!("Junction/{}", env!("CARGO_PKG_VERSION"))).with("session", session);
+    Ok(Opened { version, user, vhost, access, send_every, expect_every, connected })
+}
+
+async fn login(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<User, StompError> {
+    let result = match (frame.header("login"), &stomp.config.default_user) {
+        (Some(login), _) => stomp.broker.authenticate(login, frame.header("passcode").unwrap_or(""), peer.ip()).await,
+        (None, Some(default)) => stomp.broker.authenticate_trusted(default, peer.ip()),
+        (None, None) => return Err(StompError::new("Bad CONNECT", "login required")),
+    };
+    result.map_err(|e| {
+        tracing::warn!(%peer, reason = %e.message, "STOMP login refused");
+        StompError::new("Bad CONNECT", &format!("Access refused for user '{}'", frame.header("login").unwrap_or("")))
+    })
+}
+
+/// `heart-beat: cx,cy` (absent: 0,0): what the client sends, what it wants from us.
+fn heart_beat(header: Option<&str>) -> Result<(u64, u64), StompError> {
+    let Some(h) = header else { return Ok((0, 0)) };
+    let bad = || StompError::new("Invalid heart-beat header", &format!("'{h}' is not two comma-separated numbers"));
+    let (cx, cy) = h.split_once(',').ok_or_else(bad)?;
+    Ok((cx.trim().parse().map_err(|_| bad())?, cy.trim().parse().map_err(|_| bad())?))
+}

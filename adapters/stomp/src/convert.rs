@@ -1,0 +1,111 @@
+//! STOMP headers to and from the core's message properties, as RabbitMQ's STOMP plugin maps
+//! them. Headers with no property of their own travel as message headers.
+
+use crate::frame::Frame;
+use bytes::Bytes;
+use junction_core::message::{Properties, Value};
+
+/// Frame headers that steer the broker and are not part of the message.
+const FRAME_ONLY: &[&str] = &["destination", "receipt", "transaction", "content-length", "ack", "id", "subscription", "message-id"];
+
+/// The properties a SEND carries; `Err` names a header with a bad value.
+pub fn properties_of(frame: &Frame) -> Result<Properties, String> {
+    let mut p = Properties::default();
+    for (name, value) in frame.distinct_headers() {
+        let text = || Some(value.to_string());
+        match name {
+            "content-type" => p.content_type = text(),
+            "content-encoding" => p.content_encoding = text(),
+            "persistent" => p.persistent = value == "true",
+            "priority" => p.priority = Some(value.parse().map_err(|_| format!("invalid priority '{value}'"))?),
+            "correlation-id" => p.correlation_id = Some(Bytes::copy_from_slice(value.as_bytes())),
+            "reply-to" => p.reply_to = text(),
+            "expiration" => p.expiration_ms = Some(value.parse().map_err(|_| format!("invalid expiration '{value}'"))?),
+            "amqp-message-id" => p.message_id = text(),
+            "timestamp" => p.timestamp = Some(value.parse().map_err(|_| format!("invalid timestamp '{value}'"))?),
+            "type" => p.kind = text(),
+            "user-id" => p.user_id = text(),
+            "app-id" => p.app_id = text(),
+            "cluster-id" => p.cluster_id = text(),
+            _ if FRAME_ONLY.contains(&name) => {}
+            _ => p.headers.insert(name, Value::Str(Bytes::copy_from_slice(value.as_bytes()))),
+        }
+    }
+    Ok(p)
+}
+
+/// Adds the message's properties to a MESSAGE frame.
+pub fn add_properties(mut frame: Frame, p: &Properties) -> Frame {
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            frame.headers.push((name.to_string(), v));
+        }
+    };
+    add("content-type", p.content_type.clone());
+    add("content-encoding", p.content_encoding.clone());
+    add("persistent", p.persistent.then(|| "true".to_string()));
+    add("priority", p.priority.map(|n| n.to_string()));
+    add("correlation-id", p.correlation_id.as_ref().map(|c| String::from_utf8_lossy(c).into_owned()));
+    add("reply-to", p.reply_to.clone());
+    add("expiration", p.expiration_ms.map(|n| n.to_string()));
+    add("amqp-message-id", p.message_id.clone());
+    add("timestamp", p.timestamp.map(|n| n.to_string()));
+    add("type", p.kind.clone());
+    add("user-id", p.user_id.clone());
+    add("app-id", p.app_id.clone());
+    add("cluster-id", p.cluster_id.clone());
+    for (name, value) in p.headers.iter() {
+        if let Some(text) = header_text(value) {
+            frame.headers.push((name.to_string(), text));
+        }
+    }
+    frame
+}
+
+/// A header value as STOMP text (tables and arrays have no STOMP form and are left out).
+fn header_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Str(b) | Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::ShortStr(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::I8(n) => n.to_string(),
+        Value::U8(n) => n.to_string(),
+        Value::I16(n) => n.to_string(),
+        Value::U16(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        Value::U32(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::F32(n) => n.to_string(),
+        Value::F64(n) => n.to_string(),
+        Value::Timestamp(n) => n.to_string(),
+        Value::Decimal { .. } | Value::Array(_) | Value::Table(_) | Value::Void => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_headers_become_properties_and_come_back() {
+        let send = Frame::new("SEND")
+            .with("destination", "/queue/q")
+            .with("persistent", "true")
+            .with("content-type", "text/plain")
+            .with("correlation-id", "c-1")
+            .with("reply-to", "/queue/replies")
+            .with("priority", "5")
+            .with("x-custom", "v1")
+            .with("x-custom", "ignored repeat");
+        let p = properties_of(&send).unwrap();
+        assert!(p.persistent);
+        assert_eq!(p.priority, Some(5));
+        assert_eq!(p.headers.get("x-custom").and_then(Value::as_str), Some("v1"));
+        let message = add_properties(Frame::new("MESSAGE"), &p);
+        for h in ["persistent", "content-type", "correlation-id", "reply-to", "priority", "x-custom"] {
+            assert_eq!(message.header(h), send.header(h), "{h}");
+        }
+        assert_eq!(message.header("destination"), None, "frame headers are not message headers");
+        assert!(properties_of(&Frame::new("SEND").with("priority", "high")).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! SUBSCRIBE / UNSUBSCRIBE, MESSAGE delivery, and ACK / NACK in the three ack modes.
+
+use crate::conn::{required, Conn, FrameResult, StompError};
+use crate::convert;
+use crate::destination::{Destination, TOPIC_EXCHANGE};
+use crate::frame::{Frame, Version};
+use junction_core::message::{Table, Value};
+use junction_core::permissions::{Op, Resource};
+use junction_core::persist::DestinationKind;
+use junction_core::{ConsumerEvent, ConsumerSpec, Delivery, Queue, QueueDeclare};
+use rand::distr::{Alphanumeric, SampleString};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Acknowledged when sent.
+    Auto,
+    /// An ACK acknowledges that message and every earlier one of the subscription.
+    Client,
+    ClientIndividual,
+}
+
+pub struct Subscription {
+    pub ack: AckMode,
+    pub queue: Arc<Queue>,
+    pub consumer: u64,
+}
+
+/// A delivered message waiting for its ACK / NACK.
+pub struct Unacked {
+    pub subscription: String,
+    pub queue: Arc<Queue>,
+    pub seq: u64,
+}
+
+impl Conn {
+    pub fn on_subscribe(&mut self, f: &Frame) -> FrameResult {
+        let raw = required(f, "destination")?;
+        let destination = Destination::parse(raw).map_err(|e| StompError::new("Invalid destination", &e))?;
+        // RabbitMQ accepts a missing id (the destination stands in), whatever the version.
+        let id = f.header("id").unwrap_or(raw).to_string();
+        if self.subscriptions.contains_key(&id) {
+            return Err(StompError::new("Duplicated subscription identifier", &format!("A subscription identified by '{id}' already exists.")));
+        }
+        let ack = match f.header("ack").unwrap_or("auto") {
+            "auto" => AckMode::Auto,
+            "client" => AckMode::Client,
+            "client-individual" => AckMode::ClientIndividual,
+            other => return Err(StompError::new("Invalid ack header", &format!("'{other}' is not auto, client or client-individual"))),
+        };
+        let prefetch = match f.header("prefetch-count") {
+            Some(n) => n.parse().map_err(|_| StompError::new("Invalid prefetch-count", n))?,
+            None => 0,
+        };
+        let queue = self.subscription_queue(&destination, &id, f)?;
+        self.session.access.check(Op::Read, Resource::Queue(queue.name()))?;
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        let spec = ConsumerSpec {
+            tag: Arc::from(id.as_str()),
+            no_ack: ack == AckMode::Auto,
+            exclusive: false,
+            prefetch,
+            channel_credit: self.credit.clone(),
+            sink: self.events_tx.clone(),
+            cookie,
+        };
+        let consumer = queue.consume(spec)?;
+        self.by_cookie.insert(cookie, id.clone());
+        self.subscriptions.insert(id, Subscription { ack, queue, consumer });
+        self.receipt_after(f, Vec::new())
+    }
+
+    /// The queue a subscription consumes: the named queue itself, or for topics and exchanges
+    /// a queue bound to them (durable and named after the id with `durable:true`).
+    fn subscription_queue(&mut self, d: &Destination, id: &str, f: &Frame) -> Result<Arc<Queue>, StompError> {
+        let vhost = self.session.vhost.clone();
+        let (exchange, key) = match d {
+            Destination::Queue(name) => {
+                self.declare_named_queue(name)?;
+                return Ok(vhost.queue_for(name, self.connection_id)?);
+            }
+            Destination::AmqQueue(name) => return Ok(vhost.queue_for(name, self.connection_id)?),
+            Destination::TempQueue(_) => {
+                return Err(StompError::new("Invalid destination", "/temp-queue/ destinations are for reply-to headers"))
+            }
+            Destination::Topic(key) => (TOPIC_EXCHANGE, key.as_str()),
+            Destination::Exchange { name, key } => (name.as_str(), key.as_str()),
+        };
+        let durable = f.header("durable").or(f.header("persistent")) == Some("true");
+        let name = match f.header("x-queue-name") {
+            Some(name) => name.to_string(),
+            None if durable => format!("stomp-subscription-{id}"),
+            None => format!("stomp-subscription-{}", Alphanumeric.sample_string(&mut rand::rng(), 22)),
+        };
+        let access = &self.session.access;
+        access.check(Op::Configure, Resource::Queue(&name))?;
+        access.check(Op::Write, Resource::Queue(&name))?;
+        access.check(Op::Read, Resource::Exchange(exchange))?;
+        access.check_topic(Op::Read, exchange, key)?;
+        let declare = QueueDeclare {
+            name: name.clone(),
+            durable,
+            exclusive: !durable,
+            auto_delete: f.header("auto-delete").map_or(!durable, |v| v == "true"),
+            arguments: queue_arguments(f),
+            connection: self.connection_id,
+            ..Default::default()
+        };
+        vhost.declare_queue(declare)?;
+        vhost.bind(exchange, DestinationKind::Queue, &name, key, Table::default(), self.connection_id)?;
+        Ok(vhost.queue_for(&name, self.connection_id)?)
+    }
+
+    pub fn on_unsubscribe(&mut self, f: &Frame) -> FrameResult {
+        let id = f.header("id").or(f.header("destination")).ok_or_else(|| StompError::new("Missing id header", "UNSUBSCRIBE needs an 'id' header"))?;
+        let sub = self
+            .subscriptions
+            .remove(id)
+            .ok_or_else(|| StompError::new("Bad subscription", &format!("Subscription to '{id}' not found.")))?;
+        sub.queue.cancel(sub.consumer);
+        self.by_cookie.retain(|_, s| s != id);
+        self.receipt_after(f, Vec::new())
+    }
+
+    pub fn on_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Deliver(d) => {
+                if self.credit.written() {
+                    for sub in self.subscriptions.values() {
+                        sub.queue.kick();
+                    }
+                }
+                self.deliver(d);
+            }
+            ConsumerEvent::Cancelled { cookie, .. } => {
+                if let Some(id) = self.by_cookie.remove(&cookie) {
+                    self.subscriptions.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let Some(sub_id) = self.by_cookie.get(&d.cookie).cloned() else {
+            // Unsubscribed meanwhile: the message goes back to its queue.
+            if !d.no_ack {
+                d.queue.reject(&[d.seq], true);
+            }
+            return;
+        };
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let mut frame = Frame::new("MESSAGE")
+            .with("subscription", sub_id.as_str())
+            .with("destination", Destination::of_message(&d.message))
+            .with("message-id", tag.to_string());
+        if self.version() == Version::V12 && !d.no_ack {
+            frame = frame.with("ack", tag.to_string());
+        }
+        if d.redelivered {
+            frame = frame.with("redelivered", "true");
+        }
+        let frame = convert::add_properties(frame, &d.message.properties).with_body(d.message.body.clone());
+        if !d.no_ack {
+            self.unacked.insert(tag, Unacked { subscription: sub_id, queue: d.queue.clone(), seq: d.seq });
+        }
+        self.send(&frame);
+    }
+
+    pub fn on_ack(&mut self, f: &Frame, ack: bool) -> FrameResult {
+        if self.hold_in_transaction(f)? {
+            return self.receipt_after(f, Vec::new());
+        }
+        self.settle(f, ack)?;
+        self.receipt_after(f, Vec::new())
+    }
+
+    /// Applies an ACK (or NACK, which requeues unless `requeue:false`).
+    pub fn settle(&mut self, f: &Frame, ack: bool) -> FrameResult {
+        let id_header = if self.version() == Version::V12 { "id" } else { "message-id" };
+        let id = required(f, id_header)?;
+        let unknown = || StompError::new("Bad ACK", &format!("Unknown or already acknowledged message: '{id}'"));
+        let tag: u64 = id.parse().map_err(|_| unknown())?;
+        let sub_id = self.unacked.get(&tag).ok_or_else(unknown)?.subscription.clone();
+        let cumulative = self.subscriptions.get(&sub_id).is_some_and(|s| s.ack == AckMode::Client);
+        let tags: Vec<u64> = if cumulative {
+            self.unacked.range(..=tag).filter(|(_, u)| u.subscription == sub_id).map(|(t, _)| *t).collect()
+        } else {
+            vec![tag]
+        };
+        let requeue = f.header("requeue") != Some("false");
+        for t in tags {
+            let u = self.unacked.remove(&t).expect("listed above");
+            if ack {
+                u.queue.ack(&[u.seq]);
+            } else {
+                u.queue.reject(&[u.seq], requeue);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `x-*` headers of a SUBSCRIBE that are queue arguments (numbers where RabbitMQ expects them).
+fn queue_arguments(f: &Frame) -> Table {
+    const NUMERIC: &[&str] = &["x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-delivery-limit"];
+    let mut args = Table::default();
+    for (name, value) in f.distinct_headers() {
+        if !name.starts_with("x-") || name == "x-queue-name" || name == "x-stream-offset" {
+            continue;
+        }
+        let v = match value.parse::<i64>() {
+            Ok(n) if NUMERIC.contains(&name) => Value::I64(n),
+            _ => Value::Str(value.as_bytes().to_vec().into()),
+        };
+        args.insert(name, v);
+    }
+    args
+}

@@ -1,0 +1,277 @@
+"""STOMP 1.0, 1.1 and 1.2 with stomp.py against Junction: frames, ack modes, destinations,
+receipts, transactions, persistence across kill -9, and across to AMQP (pika) and MQTT (paho)."""
+import socket
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+import stomp
+from paho.mqtt.enums import CallbackAPIVersion
+
+pytestmark = pytest.mark.junction_only
+WAIT = 10
+CONNECTIONS = {"1.0": stomp.Connection10, "1.1": stomp.Connection11, "1.2": stomp.Connection12}
+
+
+class Client(stomp.ConnectionListener):
+    """A stomp.py connection whose received frames land in lists."""
+
+    def __init__(self, broker, version="1.2", heartbeats=(0, 0), login=("guest", "guest")):
+        self.version = version
+        self.messages, self.errors, self.receipts = [], [], []
+        self.lock = threading.Lock()
+        kwargs = {} if version == "1.0" else {"heartbeats": heartbeats}
+        self.conn = CONNECTIONS[version]([("127.0.0.1", broker.stomp_port)], **kwargs)
+        self.conn.set_listener("collect", self)
+        self.conn.connect(*login, wait=True, headers={"host": "localhost"})
+
+    def on_message(self, frame):
+        with self.lock:
+            self.messages.append(frame)
+
+    def on_error(self, frame):
+        with self.lock:
+            self.errors.append(frame)
+
+    def on_receipt(self, frame):
+        with self.lock:
+            self.receipts.append(frame.headers["receipt-id"])
+
+    def wait_for(self, what, n=1):
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with self.lock:
+                items = getattr(self, what)
+                if len(items) >= n:
+                    return list(items)
+            time.sleep(0.01)
+        raise AssertionError("expected %d %s, got %r" % (n, what, getattr(self, what)))
+
+    def subscribe(self, destination, sub_id="s1", ack="auto", **headers):
+        receipt = "sub-" + uuid.uuid4().hex[:6]
+        self.conn.subscribe(destination, id=sub_id, ack=ack, headers=dict(headers, receipt=receipt))
+        assert receipt in self.wait_for_receipt(receipt)
+
+    def wait_for_receipt(self, receipt):
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with self.lock:
+                if receipt in self.receipts:
+                    return list(self.receipts)
+            time.sleep(0.01)
+        raise AssertionError("no RECEIPT %s (errors: %r)" % (receipt, [e.headers for e in self.errors]))
+
+    def send(self, destination, body, receipt=True, **headers):
+        r = "r-" + uuid.uuid4().hex[:8]
+        if receipt:
+            headers["receipt"] = r
+        self.conn.send(destination, body, headers=headers)
+        if receipt:
+            self.wait_for_receipt(r)
+
+    def ack(self, frame, sub_id="s1", nack=False, **kw):
+        h = frame.headers
+        fn = self.conn.nack if nack else self.conn.ack
+        if self.version == "1.2":
+            fn(h["ack"], **kw)
+        elif self.version == "1.1":
+            fn(h["message-id"], sub_id, **kw)
+        else:
+            fn(h["message-id"], **kw)
+
+    def close(self):
+        if self.conn.is_connected():
+            self.conn.disconnect()
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+def test_send_and_subscribe_to_a_queue_each_version(broker, version):
+    c = Client(broker, version)
+    c.subscribe("/queue/greetings-" + version.replace(".", ""))
+    c.send("/queue/greetings-" + version.replace(".", ""), "hello\nworld", **{"x-custom": "a:b"})
+    [m] = c.wait_for("messages")
+    assert m.body == "hello\nworld"
+    assert m.headers["destination"] == "/queue/greetings-" + version.replace(".", "")
+    assert m.headers["subscription"] == "s1" and m.headers["message-id"]
+    assert m.headers["x-custom"] == "a:b", "escaped header values come back intact"
+    c.close()
+
+
+def test_topic_subscribers_each_get_a_copy_and_exchange_destinations_route(broker):
+    a, b = Client(broker), Client(broker)
+    a.subscribe("/topic/news.*")
+    b.subscribe("/topic/news.sport")
+    b.subscribe("/exchange/amq.direct/jobs", sub_id="s2")
+    pub = Client(broker)
+    pub.send("/topic/news.sport", "goal")
+    pub.send("/topic/news.weather", "rain")
+    pub.send("/exchange/amq.direct/jobs", "job-1")
+    assert sorted(m.body for m in a.wait_for("messages", 2)) == ["goal", "rain"]
+    got = b.wait_for("messages", 2)
+    assert sorted((m.headers["subscription"], m.body) for m in got) == [("s1", "goal"), ("s2", "job-1")]
+    assert {m.headers["destination"] for m in got} == {"/topic/news.sport", "/exchange/amq.direct/jobs"}
+
+
+def test_amq_queue_needs_an_existing_queue(broker):
+    c = Client(broker)
+    c.conn.subscribe("/amq/queue/missing", id="s1")
+    [err] = c.wait_for("errors")
+    assert err.headers["message"] == "not_found"
+    assert "no queue 'missing'" in err.body
+    amqp = broker.connect()
+    amqp.channel().queue_declare("existing", durable=True)
+    c2 = Client(broker)
+    c2.subscribe("/amq/queue/existing")
+    c2.send("/amq/queue/existing", "there")
+    assert [m.body for m in c2.wait_for("messages")] == ["there"]
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+def test_client_ack_is_cumulative_and_unacked_messages_come_back(broker, version):
+    q = "/queue/cumulative-" + version.replace(".", "")
+    c = Client(broker, version)
+    c.subscribe(q, ack="client")
+    for i in range(3):
+        c.send(q, "m%d" % i)
+    got = c.wait_for("messages", 3)
+    c.ack(got[1])  # acknowledges m0 and m1
+    c.close()
+    back = Client(broker, version)
+    back.subscribe(q, ack="client-individual")
+    [m] = back.wait_for("messages")
+    assert m.body == "m2" and m.headers.get("redelivered") == "true"
+    back.ack(m)
+    back.close()
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_client_individual_ack_and_nack_requeue(broker, version):
+    q = "/queue/individual-" + version.replace(".", "")
+    c = Client(broker, version)
+    c.subscribe(q, ack="client-individual", **{"prefetch-count": "10"})
+    c.send(q, "first")
+    c.send(q, "second")
+    first, second = c.wait_for("messages", 2)
+    c.ack(second)
+    c.ack(first, nack=True)  # requeued, comes back redelivered
+    again = c.wait_for("messages", 3)[2]
+    assert again.body == "first" and again.headers.get("redelivered") == "true"
+    c.ack(again)
+    c.close()
+
+
+def test_receipts_and_a_persistent_send_survive_kill_9(broker):
+    c = Client(broker)
+    c.send("/queue/durable-work", "kept", persistent="true")  # RECEIPT only after fsync
+    broker.kill9()
+    broker.start()
+    back = Client(broker)
+    back.subscribe("/queue/durable-work")
+    [m] = back.wait_for("messages")
+    assert m.body == "kept" and m.headers["persistent"] == "true"
+
+
+def test_transactional_send_and_ack_wait_for_commit_and_abort_drops_them(broker):
+    c = Client(broker)
+    c.subscribe("/queue/tx-out")
+    tx = c.conn.begin()
+    c.conn.send("/queue/tx-out", "in tx", transaction=tx)
+    time.sleep(0.3)
+    assert c.messages == [], "invisible before COMMIT"
+    c.conn.commit(tx)
+    assert [m.body for m in c.wait_for("messages")] == ["in tx"]
+    tx2 = c.conn.begin()
+    c.conn.send("/queue/tx-out", "aborted", transaction=tx2)
+    c.conn.abort(tx2)
+    c.send("/queue/tx-out", "after")
+    got = c.wait_for("messages", 2)
+    assert [m.body for m in got] == ["in tx", "after"]
+
+
+def test_heart_beats_are_negotiated_and_sent(broker):
+    c = Client(broker, "1.2", heartbeats=(1000, 1000))
+    time.sleep(3.5)  # several intervals: both sides keep the connection alive
+    assert c.conn.is_connected()
+    c.send("/queue/hb", "still here")
+    c.close()
+
+
+def test_stomp_amqp_and_mqtt_share_queues_and_topics(broker):
+    c = Client(broker)
+    c.subscribe("/topic/plant.line1")
+    m = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="stomp-x", protocol=mqtt.MQTTv311)
+    m.connect("127.0.0.1", broker.mqtt_port)
+    m.loop_start()
+    m.publish("plant/line1", b"from mqtt", qos=1).wait_for_publish(WAIT)
+    assert [f.body for f in c.wait_for("messages")] == ["from mqtt"]
+    m.disconnect()
+    m.loop_stop()
+    ch = broker.connect().channel()
+    ch.queue_declare("shared-work", durable=True)
+    c.send("/queue/shared-work", "from stomp", **{"content-type": "text/plain", "correlation-id": "c-7"})
+    method, props, body = ch.basic_get("shared-work", auto_ack=True)
+    assert body == b"from stomp" and props.content_type == "text/plain" and props.correlation_id == "c-7"
+    ch.basic_publish("", "shared-work", b"from amqp", pika.BasicProperties(reply_to="answers", headers={"k": "v"}))
+    c.subscribe("/queue/shared-work", sub_id="s2")
+    got = [f for f in c.wait_for("messages", 2) if f.headers["subscription"] == "s2"][0]
+    assert got.body == "from amqp" and got.headers["reply-to"] == "answers" and got.headers["k"] == "v"
+
+
+def raw(broker):
+    s = socket.create_connection(("127.0.0.1", broker.stomp_port), timeout=WAIT)
+    return s
+
+
+def read_frames(s):
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return data
+
+
+@pytest.mark.parametrize("frame,message", [
+    (b"SEND\ndestination:/queue/a\n\nx\x00", b"message:Illegal command"),
+    (b"CONNECT\naccept-version:9.9\n\n\x00", b"message:Version mismatch"),
+    (b"CONNECT\nlogin:guest\npasscode:wrong\n\n\x00", b"message:Bad CONNECT"),
+    (b"connect\n\n\x00", b"message:Invalid frame"),
+])
+def test_bad_first_frames_get_an_error_and_a_close(broker, frame, message):
+    s = raw(broker)
+    s.sendall(frame)
+    data = read_frames(s)
+    assert data.startswith(b"ERROR\n") and message in data, data
+
+
+@pytest.mark.parametrize("frame,message", [
+    (b"SEND\n\nno destination\x00", b"message:Missing destination header"),
+    (b"SUBSCRIBE\ndestination:/nowhere/x\nid:1\n\n\x00", b"message:Invalid destination"),
+    (b"ACK\nid:999\n\n\x00", b"message:Bad ACK"),
+    (b"SEND\ndestination:/queue/a\nk:bad\\tescape\n\n\x00", b"message:Invalid frame"),
+    (b"COMMIT\ntransaction:nope\n\n\x00", b"message:Bad transaction"),
+    (b"FLY\n\n\x00", b"message:Bad command"),
+    (b"SEND\ndestination:/queue/a\ncontent-length:2\n\nabc\x00", b"message:Invalid frame"),
+])
+def test_bad_frames_after_connect_get_an_error(broker, frame, message):
+    s = raw(broker)
+    s.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\x00")
+    time.sleep(0.2)
+    s.sendall(frame)
+    data = read_frames(s)
+    assert data.startswith(b"CONNECTED\n") and b"\nERROR\n" in data.replace(b"\x00", b"\n") and message in data, data
+
+
+def test_an_oversized_header_is_refused_before_it_is_buffered(broker):
+    s = raw(broker)
+    s.sendall(b"CONNECT\naccept-version:1.2\n\n\x00")
+    s.sendall(b"SEND\ndestination:/queue/a\nbig:" + b"x" * 70000)
+    data = read_frames(s)
+    assert b"message:Frame too large" in data and b"header line too long" in data
