@@ -1,5 +1,6 @@
-//! The HTTP listener. Today it serves MQTT over WebSocket at `/mqtt` (subprotocols `mqtt` and
-//! `mqttv3.1`); the management API and STOMP over WebSocket join it later.
+//! The HTTP listener: MQTT over WebSocket at `/mqtt` (subprotocols `mqtt` and `mqttv3.1`) and
+//! STOMP over WebSocket at `/ws` (subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp`); the
+//! management API joins it later.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -18,19 +19,22 @@ const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
 /// Buffer between the WebSocket and the protocol adapter's byte stream.
 const BRIDGE_BUFFER: usize = 64 * 1024;
 
+/// The protocol adapters reachable over WebSocket (None: that protocol is turned off).
+#[derive(Clone)]
+pub struct Adapters {
+    pub mqtt: Option<Arc<junction_mqtt::Mqtt>>,
+    pub stomp: Option<Arc<junction_stomp::Stomp>>,
+}
+
 #[derive(Clone)]
 struct AppState {
-    mqtt: Option<Arc<junction_mqtt::Mqtt>>,
+    adapters: Adapters,
     shutdown: watch::Receiver<bool>,
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    mqtt: Option<Arc<junction_mqtt::Mqtt>>,
-    shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let state = AppState { mqtt, shutdown: shutdown.clone() };
-    let app = Router::new().route("/mqtt", get(mqtt_ws)).with_state(state);
+pub async fn serve(listener: TcpListener, adapters: Adapters, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let state = AppState { adapters, shutdown: shutdown.clone() };
+    let app = Router::new().route("/mqtt", get(mqtt_ws)).route("/ws", get(stomp_ws)).with_state(state);
     let mut stop = shutdown;
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -44,7 +48,7 @@ async fn mqtt_ws(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
 ) -> impl IntoResponse {
-    let Some(mqtt) = state.mqtt else {
+    let Some(mqtt) = state.adapters.mqtt else {
         return (axum::http::StatusCode::NOT_FOUND, "MQTT is turned off").into_response();
     };
     ws.protocols(["mqtt", "mqttv3.1"])
@@ -57,9 +61,27 @@ async fn mqtt_ws(
         .into_response()
 }
 
+async fn stomp_ws(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> impl IntoResponse {
+    let Some(stomp) = state.adapters.stomp else {
+        return (axum::http::StatusCode::NOT_FOUND, "STOMP is turned off").into_response();
+    };
+    ws.protocols(["v12.stomp", "v11.stomp", "v10.stomp"])
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let (broker_side, bridge_side) = tokio::io::duplex(BRIDGE_BUFFER);
+            tokio::spawn(bridge(socket, bridge_side));
+            stomp.serve_stream(broker_side, peer, state.shutdown).await;
+        })
+        .into_response()
+}
+
 /// Copies WebSocket messages (binary or text) into a byte stream and the stream's bytes back
-/// out as binary messages. MQTT packets may span messages and one message may hold several
-/// packets: the adapter's framing sees only bytes.
+/// out as binary messages. Packets and frames may span messages and one message may hold
+/// several: the adapter's framing sees only bytes.
 async fn bridge(socket: WebSocket, stream: DuplexStream) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut rd, mut wr) = tokio::io::split(stream);

@@ -91,22 +91,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
         tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt.clone(), shutdown_rx.clone())));
     }
-    if let Some(addr) = settings.http {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
-        tracing::info!(protocol = "http", addr = %listener.local_addr()?, paths = "/mqtt (MQTT over WebSocket)", "listening");
-        let mqtt = settings.mqtt.is_some().then(|| mqtt.clone());
-        let shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, mqtt, shutdown).await {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        }));
-    }
+    let stomp = junction_stomp::Stomp::new(broker.clone(), junction_stomp::StompConfig::default());
     if let Some(addr) = settings.stomp {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("STOMP listener {addr}: {e}"))?;
         tracing::info!(protocol = "stomp", addr = %listener.local_addr()?, "listening");
-        let stomp = junction_stomp::Stomp::new(broker.clone(), junction_stomp::StompConfig::default());
-        tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp.clone(), shutdown_rx.clone())));
+    }
+    if let Some(addr) = settings.http {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
+        let paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket)";
+        tracing::info!(protocol = "http", addr = %listener.local_addr()?, paths, "listening");
+        let adapters = http::Adapters {
+            mqtt: settings.mqtt.is_some().then(|| mqtt.clone()),
+            stomp: settings.stomp.is_some().then(|| stomp.clone()),
+        };
+        let shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, adapters, shutdown).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        }));
     }
     tokio::spawn(watch_disk(broker.clone(), shutdown_rx.clone()));
     wait_for_signal().await;
