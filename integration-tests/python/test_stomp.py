@@ -275,3 +275,46 @@ def test_an_oversized_header_is_refused_before_it_is_buffered(broker):
     s.sendall(b"SEND\ndestination:/queue/a\nbig:" + b"x" * 70000)
     data = read_frames(s)
     assert b"message:Frame too large" in data and b"header line too long" in data
+
+
+def test_a_durable_topic_subscription_keeps_messages_across_a_disconnect_and_kill_9(broker):
+    durable = {"durable": "true", "auto-delete": "false"}
+    c = Client(broker)
+    c.subscribe("/topic/alerts.#", sub_id="ops-alerts", ack="client-individual", **durable)
+    c.close()
+    pub = Client(broker)
+    pub.send("/topic/alerts.disk", "disk full", persistent="true")
+    pub.send("/topic/alerts.cpu", "cpu hot", persistent="true")
+    broker.kill9()
+    broker.start()
+    back = Client(broker)
+    back.subscribe("/topic/alerts.#", sub_id="ops-alerts", ack="client-individual", **durable)
+    got = back.wait_for("messages", 2)
+    assert [m.body for m in got] == ["disk full", "cpu hot"]
+    for m in got:
+        back.ack(m)
+    receipt = "end-sub"
+    back.conn.unsubscribe("ops-alerts", headers={"durable": "true", "receipt": receipt})
+    back.wait_for_receipt(receipt)
+    amqp = broker.connect().channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        amqp.queue_declare("stomp-subscription-ops-alerts", passive=True)
+
+
+def test_temp_queue_replies_reach_the_requester(broker):
+    server = Client(broker)
+    server.subscribe("/queue/rpc-requests")
+    requester = Client(broker)
+    requester.send("/queue/rpc-requests", "2+2", **{"reply-to": "/temp-queue/answers", "correlation-id": "q1"})
+    [request] = server.wait_for("messages")
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/reply-queue/stomp-temp-"), reply_to
+    server.send(reply_to, "4", **{"correlation-id": request.headers["correlation-id"]})
+    [reply] = requester.wait_for("messages")
+    assert (reply.body, reply.headers["subscription"], reply.headers["correlation-id"]) == ("4", "/temp-queue/answers", "q1")
+    # An AMQP responder answers the same way: the default exchange and the queue's real name.
+    requester.send("/queue/rpc-requests", "3+3", **{"reply-to": "/temp-queue/answers"})
+    second = server.wait_for("messages", 2)[1]
+    assert second.headers["reply-to"] == reply_to, "one temp queue per name and connection"
+    broker.connect().channel().basic_publish("", reply_to[len("/reply-queue/"):], b"6")
+    assert [m.body for m in requester.wait_for("messages", 2)] == ["4", "6"]

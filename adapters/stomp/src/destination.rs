@@ -6,7 +6,8 @@
 //! | `/amq/queue/q` | queue `q` (must exist) | queue `q` (must exist) |
 //! | `/topic/rk` | `amq.topic`, key `rk` | a subscription queue bound to `amq.topic` with `rk` |
 //! | `/exchange/x/rk` | exchange `x`, key `rk` | a subscription queue bound to `x` with `rk` |
-//! | `/temp-queue/name` | (in `reply-to` only: a private queue of the connection) | |
+//! | `/temp-queue/name` | (in `reply-to` only: a private queue of the connection) | (its replies arrive by themselves) |
+//! | `/reply-queue/q` | queue `q` (a temp queue as the receiver sees it; never declared) | |
 
 use junction_core::Message;
 
@@ -19,6 +20,7 @@ pub enum Destination {
     Topic(String),
     Exchange { name: String, key: String },
     TempQueue(String),
+    ReplyQueue(String),
 }
 
 impl Destination {
@@ -41,13 +43,16 @@ impl Destination {
         if let Some(name) = s.strip_prefix("/temp-queue/") {
             return nonempty(name).map(Destination::TempQueue);
         }
+        if let Some(name) = s.strip_prefix("/reply-queue/") {
+            return nonempty(name).map(Destination::ReplyQueue);
+        }
         Err(invalid())
     }
 
     /// Where a SEND to this destination is published: (exchange, routing key).
     pub fn publish_target(&self) -> (&str, &str) {
         match self {
-            Destination::Queue(q) | Destination::AmqQueue(q) | Destination::TempQueue(q) => ("", q),
+            Destination::Queue(q) | Destination::AmqQueue(q) | Destination::TempQueue(q) | Destination::ReplyQueue(q) => ("", q),
             Destination::Topic(rk) => (TOPIC_EXCHANGE, rk),
             Destination::Exchange { name, key } => (name, key),
         }

@@ -48,7 +48,10 @@ impl Conn {
         if let Destination::Queue(name) = &destination {
             self.declare_named_queue(name)?;
         }
-        let properties = convert::properties_of(f).map_err(|e| StompError::new("Invalid header", &e))?;
+        let mut properties = convert::properties_of(f).map_err(|e| StompError::new("Invalid header", &e))?;
+        if let Some(name) = properties.reply_to.as_deref().and_then(|r| r.strip_prefix("/temp-queue/")) {
+            properties.reply_to = Some(format!("/reply-queue/{}", self.temp_queue(name)?));
+        }
         let persistent = properties.persistent;
         let message = Message::new(exchange, routing_key, properties, f.body.clone());
         let outcome = self.session.vhost.publish(exchange, message, persistent)?;

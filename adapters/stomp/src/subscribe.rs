@@ -54,20 +54,7 @@ impl Conn {
         };
         let queue = self.subscription_queue(&destination, &id, f)?;
         self.session.access.check(Op::Read, Resource::Queue(queue.name()))?;
-        let cookie = self.next_cookie;
-        self.next_cookie += 1;
-        let spec = ConsumerSpec {
-            tag: Arc::from(id.as_str()),
-            no_ack: ack == AckMode::Auto,
-            exclusive: false,
-            prefetch,
-            channel_credit: self.credit.clone(),
-            sink: self.events_tx.clone(),
-            cookie,
-        };
-        let consumer = queue.consume(spec)?;
-        self.by_cookie.insert(cookie, id.clone());
-        self.subscriptions.insert(id, Subscription { ack, queue, consumer });
+        self.start_consumer(id, queue, ack, prefetch)?;
         self.receipt_after(f, Vec::new())
     }
 
@@ -81,8 +68,8 @@ impl Conn {
                 return Ok(vhost.queue_for(name, self.connection_id)?);
             }
             Destination::AmqQueue(name) => return Ok(vhost.queue_for(name, self.connection_id)?),
-            Destination::TempQueue(_) => {
-                return Err(StompError::new("Invalid destination", "/temp-queue/ destinations are for reply-to headers"))
+            Destination::TempQueue(_) | Destination::ReplyQueue(_) => {
+                return Err(StompError::new("Invalid destination", "temp-queue and reply-queue destinations are for replies, not SUBSCRIBE"))
             }
             Destination::Topic(key) => (TOPIC_EXCHANGE, key.as_str()),
             Destination::Exchange { name, key } => (name.as_str(), key.as_str()),
@@ -112,6 +99,39 @@ impl Conn {
         Ok(vhost.queue_for(&name, self.connection_id)?)
     }
 
+    /// The private queue behind `reply-to:/temp-queue/{name}`, created (and consumed under the
+    /// subscription id `/temp-queue/{name}`) on first use; returns its real name.
+    pub fn temp_queue(&mut self, name: &str) -> Result<String, StompError> {
+        let id = format!("/temp-queue/{name}");
+        if let Some(sub) = self.subscriptions.get(&id) {
+            return Ok(sub.queue.name().to_string());
+        }
+        let real = format!("stomp-temp-{}", Alphanumeric.sample_string(&mut rand::rng(), 22));
+        let declare = QueueDeclare { name: real.clone(), exclusive: true, auto_delete: true, connection: self.connection_id, ..Default::default() };
+        self.session.vhost.declare_queue(declare)?;
+        let queue = self.session.vhost.queue_for(&real, self.connection_id)?;
+        self.start_consumer(id, queue, AckMode::Auto, 0)?;
+        Ok(real)
+    }
+
+    fn start_consumer(&mut self, id: String, queue: Arc<Queue>, ack: AckMode, prefetch: u32) -> FrameResult {
+        let cookie = self.next_cookie;
+        self.next_cookie += 1;
+        let spec = ConsumerSpec {
+            tag: Arc::from(id.as_str()),
+            no_ack: ack == AckMode::Auto,
+            exclusive: false,
+            prefetch,
+            channel_credit: self.credit.clone(),
+            sink: self.events_tx.clone(),
+            cookie,
+        };
+        let consumer = queue.consume(spec)?;
+        self.by_cookie.insert(cookie, id.clone());
+        self.subscriptions.insert(id, Subscription { ack, queue, consumer });
+        Ok(())
+    }
+
     pub fn on_unsubscribe(&mut self, f: &Frame) -> FrameResult {
         let id = f.header("id").or(f.header("destination")).ok_or_else(|| StompError::new("Missing id header", "UNSUBSCRIBE needs an 'id' header"))?;
         let sub = self
@@ -120,6 +140,11 @@ impl Conn {
             .ok_or_else(|| StompError::new("Bad subscription", &format!("Subscription to '{id}' not found.")))?;
         sub.queue.cancel(sub.consumer);
         self.by_cookie.retain(|_, s| s != id);
+        // RabbitMQ's way to end a durable subscription for good.
+        if f.header("durable").or(f.header("persistent")) == Some("true") && sub.queue.is_durable() {
+            self.session.access.check(Op::Configure, Resource::Queue(sub.queue.name()))?;
+            self.session.vhost.delete_queue(sub.queue.name(), false, false, self.connection_id)?;
+        }
         self.receipt_after(f, Vec::new())
     }
 
