@@ -6,130 +6,15 @@
 #
 # Each run gets a freshly started broker on a fresh temp data dir, on loopback; the brokers take
 # turns scenario by scenario, so neither runs while the other is measured. Installs Debian's
-# rabbitmq-server when it is missing. The sections from "## Recovery" on (scripts/recovery-time.sh)
-# and any later ones are kept when the file is rewritten.
+# rabbitmq-server when it is missing. Only the title and the sections in OWN_SECTIONS are
+# rewritten: the others ("## Recovery" from scripts/recovery-time.sh, "## MQTT" from
+# scripts/bench-mqtt.sh, notes such as "## Profile") are kept, after them.
 #
-# scripts/recovery-time.sh sources this file for its helpers; `main` runs only when executed.
+# scripts/recovery-time.sh sources this file for its helpers (bench-lib.sh); `main` runs only
+# when executed.
 set -euo pipefail
 
-# A TCP port nobody listens on right now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# True once 127.0.0.1:$1 accepts a connection.
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Waits up to $2 seconds for port $1, or fails; $3 is the pid that must stay alive meanwhile.
-wait_port() {
-  local port=$1 deadline=$((SECONDS + $2)) pid=$3
-  until port_open "$port"; do
-    kill -0 "$pid" 2>/dev/null || { echo "broker (pid $pid) died before listening on $port" >&2; return 1; }
-    [ $SECONDS -lt $deadline ] || { echo "port $port not open after $2 s" >&2; return 1; }
-    sleep 0.01
-  done
-}
-
-# Builds the release binary (RocksDB's C++ takes ~10 minutes the first time) and sets JUNCTION.
-build_junction() {
-  source scripts/lib.sh
-  ensure_build_deps
-  cargo build --release --bin junction
-  JUNCTION=$CARGO_TARGET_DIR/release/junction
-}
-
-# Starts Junction on data dir $1, AMQP port $2, log $3; sets JUNCTION_PID.
-start_junction() {
-  "$JUNCTION" --data-dir "$1" --amqp "127.0.0.1:$2" --mqtt off --stomp off --http off >"$3" 2>&1 &
-  JUNCTION_PID=$!
-}
-
-# Starts a private RabbitMQ node under directory $1 with AMQP port $2; sets RABBIT_PID.
-# Everything it writes (mnesia, logs, cookie, feature flags) stays in $1.
-start_rabbitmq() {
-  local dir=$1 port=$2
-  mkdir -p "$dir"
-  echo "[]." >"$dir/enabled_plugins"
-  (
-    export HOME=$dir
-    export RABBITMQ_NODENAME="bench$port@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port
-    RABBITMQ_DIST_PORT=$(free_port)
-    export RABBITMQ_DIST_PORT
-    export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log RABBITMQ_PID_FILE=$dir/pid
-    export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins RABBITMQ_PLUGINS_EXPAND_DIR=$dir/plugins-expand
-    export RABBITMQ_FEATURE_FLAGS_FILE=$dir/feature_flags RABBITMQ_QUORUM_DIR=$dir/quorum RABBITMQ_LOGS=-
-    export RUNNING_UNDER_SYSTEMD=true
-    exec /usr/lib/rabbitmq/bin/rabbitmq-server
-  ) >"$dir/stdout.log" 2>&1 &
-  RABBIT_PID=$!
-}
-
-# Stops a process this script started: SIGTERM, then SIGKILL after 30 s.
-stop_pid() {
-  local pid=${1:-} i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# Peak resident memory of process $1 in MiB.
-peak_rss_mib() {
-  awk '/^VmHWM:/ { printf "%.0f", $2 / 1024; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
-}
-
-# CPU seconds (user + system) process $1 has used so far.
-cpu_seconds() {
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  # After the ")" that closes the command name, utime is the 12th field and stime the 13th.
-  echo "${stat##*) }" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
-}
-
-# A markdown list describing this machine.
-machine_markdown() {
-  local cpu mem
-  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-  mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-  echo "- CPU: ${cpu:-unknown} ($(nproc) cores available to the benchmark)"
-  echo "- memory: $mem"
-  echo "- kernel: $(uname -sr)"
-  echo "- file system of the temp data dirs: $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')"
-  echo "- load average when the runs started (other work on the machine): $LOAD_AT_START"
-}
-
-# Records the 1-minute load average and warns when the machine is busy with something else.
-check_idle() {
-  LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$LOAD_AT_START" 'BEGIN { exit !(l > 0.5) }'; then
-    echo "warning: load average $LOAD_AT_START: other work on this machine will skew the figures" >&2
-  fi
-}
-
-# Replaces the section of markdown file $1 that starts with heading line $2 (up to the next "## "
-# heading or the end) with the content of file $3; appends it when the file has no such section.
-replace_section() {
-  python3 - "$1" "$2" "$3" <<'EOF'
-import re, sys
-path, heading, new = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().rstrip("\n") + "\n"
-try:
-    text = open(path).read()
-except FileNotFoundError:
-    text = "# Benchmarks\n"
-pattern = re.compile(r"^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-if pattern.search(text):
-    text = pattern.sub(lambda _: new + "\n", text, count=1)
-else:
-    text = text.rstrip("\n") + "\n\n" + new
-open(path, "w").write(text.rstrip("\n") + "\n")
-EOF
-}
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 # id|title|bench flags. The flags are exactly what both brokers get.
 SCENARIOS=(
@@ -169,7 +54,11 @@ run_one() {
   PID=""
 }
 
-# Everything above the "## Recovery" section of docs/benchmarks.md, from the results.
+# The "## " sections this script writes; docs/benchmarks.md keeps every other one.
+OWN_SECTIONS=("## Machine" "## Versions" "## Results" "## Commands")
+
+# The title, the introduction and OWN_SECTIONS of docs/benchmarks.md, from the results, followed
+# by the other sections (Recovery, Profile, MQTT, ...) as they were.
 write_doc() {
   local head=$WORK/head.md
   {
@@ -248,11 +137,7 @@ print("```")
 EOF
   } >"$head"
   local doc=docs/benchmarks.md rest=$WORK/rest.md
-  if [ -f "$doc" ] && grep -q '^## Recovery' "$doc"; then
-    sed -n '/^## Recovery/,$p' "$doc" >"$rest"
-  else
-    : >"$rest"
-  fi
+  other_sections "$doc" "${OWN_SECTIONS[@]}" >"$rest"
   mkdir -p docs
   cat "$head" >"$doc"
   if [ -s "$rest" ]; then

@@ -7,6 +7,7 @@
 //! do depend on order (acking a tag a previous multiple ack covered is a channel error), so they
 //! are awaited in turn; there is one per --multi-ack deliveries.
 
+use super::latency::{micros_since_stamp, new_histogram};
 use super::stats::Stats;
 use super::topology::Topology;
 use super::AmqpArgs;
@@ -23,12 +24,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 type Handle = JoinHandle<anyhow::Result<Histogram<u64>>>;
-
-/// Latencies in microseconds, from 1 µs to an hour (longer ones count as an hour), three
-/// significant digits.
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds and precision")
-}
 
 struct Consumer {
     connection: Connection,
@@ -56,20 +51,6 @@ pub async fn start_all(
         handles.push(tokio::spawn(consumer.run()));
     }
     Ok(handles)
-}
-
-/// Waits for every consumer and merges their latency histograms.
-pub async fn join_all(handles: Vec<Handle>) -> (Histogram<u64>, Vec<anyhow::Error>) {
-    let mut merged = new_histogram();
-    let mut errors = Vec::new();
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(histogram)) => merged.add(histogram).expect("histograms with the same bounds merge"),
-            Ok(Err(e)) => errors.push(e.context("consumer")),
-            Err(e) => errors.push(anyhow::anyhow!("consumer task: {e}")),
-        }
-    }
-    (merged, errors)
 }
 
 async fn ack_one(channel: Channel, tag: u64) -> lapin::Result<()> {
@@ -144,11 +125,8 @@ impl Consumer {
 
     fn record(&mut self, delivery: &Delivery) {
         self.stats.consumed();
-        let Some(stamp) = delivery.data.get(..8) else { return };
-        let sent = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        if let Some(nanos) = now.checked_sub(sent) {
-            self.histogram.saturating_record(nanos / 1000);
+        if let Some(micros) = micros_since_stamp(self.epoch, &delivery.data) {
+            self.histogram.saturating_record(micros);
         }
     }
 }

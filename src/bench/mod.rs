@@ -1,18 +1,23 @@
 //! `junction bench`: load generators that work against any broker speaking the protocol, in the
 //! spirit of rabbitmq-perf-test. They measure, they never assert: the numbers go to
-//! `docs/benchmarks.md` through `scripts/bench-amqp.sh`.
+//! `docs/benchmarks.md` through `scripts/bench-amqp.sh` and `scripts/bench-mqtt.sh`.
 //!
 //! `bench amqp` runs N publishers and M consumers, each on its own connection (lapin gives every
-//! connection its own I/O thread, so one slow connection never throttles another). Publishers
-//! put a send timestamp in the first 8 bytes of every body; consumers turn it into a
-//! publish-to-deliver latency. One process runs both sides, so both read the same clock.
+//! connection its own I/O thread, so one slow connection never throttles another). `bench mqtt`
+//! does the same with rumqttc clients (see `mqtt`). Publishers put a send timestamp in the first
+//! 8 bytes of every body; consumers turn it into a publish-to-deliver latency. One process runs
+//! both sides, so both read the same clock.
 
 mod consumer;
+mod latency;
+mod mqtt;
+mod pacing;
 mod publisher;
 mod stats;
 mod topology;
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use stats::{Stats, Summary};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +29,8 @@ use topology::Topology;
 pub enum BenchCommand {
     /// Load-tests an AMQP 0-9-1 broker (Junction, RabbitMQ, ...): throughput and latency.
     Amqp(AmqpArgs),
+    /// Load-tests an MQTT 3.1.1 broker (Junction, Mosquitto, RabbitMQ, ...): throughput and latency.
+    Mqtt(mqtt::MqttArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -86,6 +93,31 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match command {
         BenchCommand::Amqp(args) => runtime.block_on(run_amqp(args)),
+        BenchCommand::Mqtt(args) => runtime.block_on(mqtt::run(args)),
+    }
+}
+
+/// The settings an AMQP summary reports.
+#[derive(Debug, Serialize)]
+struct AmqpSettings {
+    publishers: usize,
+    consumers: usize,
+    size: usize,
+    persistent: bool,
+    confirm: bool,
+    fanout: bool,
+}
+
+impl AmqpSettings {
+    fn of(args: &AmqpArgs) -> AmqpSettings {
+        AmqpSettings {
+            publishers: args.publishers,
+            consumers: args.consumers,
+            size: args.size,
+            persistent: args.persistent,
+            confirm: args.confirm,
+            fanout: args.fanout,
+        }
     }
 }
 
@@ -121,57 +153,81 @@ async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
     let publishers = publisher::start_all(&args, target, &stats, epoch, publishers_rx).await?;
 
     let started = Instant::now();
-    wait_for_end(&args, &stats, started).await;
+    let run_end = RunEnd { duration: args.duration, publishers: args.publishers };
+    run_end.wait(&stats, started).await;
     let window = stats.snapshot();
     let elapsed = started.elapsed();
     let _ = stop_publishers.send(true);
-    let mut errors = join_publishers(publishers).await;
-    stats.drain_consumers(&args, topology.consumer_queues.len()).await;
+    let mut errors = join_tasks(publishers, "publisher").await;
+    stats.drain_consumers(copies_per_message(&args, topology.consumer_queues.len())).await;
     let _ = stop_consumers.send(true);
-    let (histogram, consumer_errors) = consumer::join_all(consumers).await;
+    let (histogram, consumer_errors) = latency::join_receivers(consumers, "consumer").await;
     errors.extend(consumer_errors);
     if let Err(e) = topology.clean_up().await {
         errors.push(e.context("cleaning up"));
     }
-    let summary = Summary::new(&args, elapsed, window, stats.snapshot(), &histogram);
+    let summary = Summary::new(AmqpSettings::of(&args), elapsed, window, stats.snapshot(), &histogram);
     summary.print(args.json)?;
+    first_error(errors)
+}
+
+/// Deliveries one published message makes: one per queue with --fanout, else one.
+fn copies_per_message(args: &AmqpArgs, queues: usize) -> u64 {
+    match queues {
+        0 => 0,
+        _ if args.fanout => queues as u64,
+        _ => 1,
+    }
+}
+
+fn first_error(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
     match errors.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Prints a progress line every second until the duration is over, every publisher has sent its
-/// --count, or a connection failed.
-async fn wait_for_end(args: &AmqpArgs, stats: &Stats, started: Instant) {
-    let tick = Duration::from_millis(100);
-    let limit = (args.duration > 0).then(|| Duration::from_secs(args.duration));
-    let mut last = stats.snapshot();
-    let mut next_report = started + Duration::from_secs(1);
-    loop {
-        tokio::time::sleep(tick).await;
-        let now = Instant::now();
-        if now >= next_report {
-            let current = stats.snapshot();
-            stats::print_progress(now - started, &last, &current);
-            last = current;
-            next_report += Duration::from_secs(1);
-        }
-        let timed_out = limit.is_some_and(|limit| now - started >= limit);
-        let counted = args.publishers > 0 && stats.publishers_done() == args.publishers;
-        if timed_out || counted || stats.failed() {
-            return;
+/// When the publishing window closes: after --duration seconds (0: no time limit), or once all
+/// --publishers are done with their --count.
+struct RunEnd {
+    duration: u64,
+    publishers: usize,
+}
+
+impl RunEnd {
+    /// Prints a progress line every second until the duration is over, every publisher has sent
+    /// its --count, or a connection failed.
+    async fn wait(&self, stats: &Stats, started: Instant) {
+        let tick = Duration::from_millis(100);
+        let limit = (self.duration > 0).then(|| Duration::from_secs(self.duration));
+        let mut last = stats.snapshot();
+        let mut next_report = started + Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = Instant::now();
+            if now >= next_report {
+                let current = stats.snapshot();
+                stats::print_progress(now - started, &last, &current);
+                last = current;
+                next_report += Duration::from_secs(1);
+            }
+            let timed_out = limit.is_some_and(|limit| now - started >= limit);
+            let counted = self.publishers > 0 && stats.publishers_done() == self.publishers;
+            if timed_out || counted || stats.failed() {
+                return;
+            }
         }
     }
 }
 
-async fn join_publishers(handles: Vec<JoinHandle<anyhow::Result<()>>>) -> Vec<anyhow::Error> {
+/// Waits for every task (`role`: what they are, for errors) and collects their errors.
+async fn join_tasks(handles: Vec<JoinHandle<anyhow::Result<()>>>, role: &str) -> Vec<anyhow::Error> {
     let mut errors = Vec::new();
     for handle in handles {
         match handle.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(e.context("publisher")),
-            Err(e) => errors.push(anyhow::anyhow!("publisher task: {e}")),
+            Ok(Err(e)) => errors.push(e.context(role.to_string())),
+            Err(e) => errors.push(anyhow::anyhow!("{role} task: {e}")),
         }
     }
     errors

@@ -6,6 +6,8 @@
 //! --inflight unconfirmed messages with --confirm, up to `WRITE_WINDOW` unwritten ones without.
 //! The first poll of a publish future queues its frames, so frames leave in publish order.
 
+use super::latency::stamped_body;
+use super::pacing::{share, Pacer};
 use super::stats::Stats;
 use super::topology::Target;
 use super::AmqpArgs;
@@ -59,20 +61,6 @@ pub async fn start_all(
         publishers.push(Publisher::connect(args, limit, target.clone(), stats.clone(), epoch, stop.clone()).await?);
     }
     Ok(publishers.into_iter().map(|p| tokio::spawn(p.run())).collect())
-}
-
-/// Publisher `index`'s part of `count` messages over `publishers` (`None`: no limit).
-fn share(count: u64, publishers: usize, index: usize) -> Option<u64> {
-    let publishers = publishers as u64;
-    (count > 0).then(|| count / publishers + u64::from((index as u64) < count % publishers))
-}
-
-/// Body of `size` bytes starting with the send time: nanoseconds since `epoch`, big-endian.
-fn stamped_body(epoch: Instant, size: usize) -> Vec<u8> {
-    let mut body = vec![0u8; size];
-    let nanos = epoch.elapsed().as_nanos() as u64;
-    body[..8].copy_from_slice(&nanos.to_be_bytes());
-    body
 }
 
 async fn publish_one(shot: Arc<Shot>) -> anyhow::Result<()> {
@@ -171,63 +159,5 @@ where
             _ = &mut sleep => return Ok(()),
             Some(result) = pending.next(), if !pending.is_empty() => result?,
         }
-    }
-}
-
-/// Spaces a publisher's messages evenly to hold its share of --rate.
-struct Pacer {
-    interval: Option<Duration>,
-    next: Instant,
-}
-
-impl Pacer {
-    fn new(rate: u64, publishers: usize) -> Pacer {
-        let interval = (rate > 0).then(|| Duration::from_secs_f64(publishers as f64 / rate as f64));
-        Pacer { interval, next: Instant::now() }
-    }
-
-    /// When the next message is due, or `None` if it may go now.
-    fn next_slot(&mut self) -> Option<Instant> {
-        let interval = self.interval?;
-        let now = Instant::now();
-        // More than a second behind (a stall): start afresh instead of bursting to catch up.
-        if self.next + Duration::from_secs(1) < now {
-            self.next = now;
-        }
-        let at = self.next;
-        self.next += interval;
-        (at > now).then_some(at)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pacer_spaces_messages_by_the_publishers_share() {
-        let mut pacer = Pacer::new(1000, 2);
-        assert_eq!(pacer.interval, Some(Duration::from_millis(2)));
-        pacer.next_slot();
-        let second = pacer.next_slot().expect("the second message waits");
-        assert!(second > Instant::now());
-        assert!(Pacer::new(0, 1).next_slot().is_none(), "rate 0 is unlimited");
-    }
-
-    #[test]
-    fn count_is_shared_out_over_the_publishers() {
-        let shares: Vec<_> = (0..3).map(|i| share(10, 3, i)).collect();
-        assert_eq!(shares, [Some(4), Some(3), Some(3)]);
-        assert_eq!(share(1, 2, 1), Some(0));
-        assert_eq!(share(0, 2, 0), None, "0 means no limit");
-    }
-
-    #[test]
-    fn body_starts_with_the_send_time() {
-        let epoch = Instant::now() - Duration::from_secs(3);
-        let body = stamped_body(epoch, 16);
-        assert_eq!(body.len(), 16);
-        let nanos = u64::from_be_bytes(body[..8].try_into().unwrap());
-        assert!(nanos >= 3_000_000_000);
     }
 }

@@ -1,6 +1,5 @@
 //! Counters shared by every client of a run, the live progress line and the final summary.
 
-use super::AmqpArgs;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -60,13 +59,13 @@ impl Stats {
         }
     }
 
-    /// After the publishers stop: waits until every published message was consumed, consumption
-    /// stalls for half a second, or five seconds pass.
-    pub async fn drain_consumers(&self, args: &AmqpArgs, queues: usize) {
-        if queues == 0 {
+    /// After the publishers stop: waits until every published message was consumed `copies`
+    /// times (the deliveries one message makes), consumption stalls for half a second, or five
+    /// seconds pass.
+    pub async fn drain_consumers(&self, copies: u64) {
+        if copies == 0 {
             return;
         }
-        let copies = if args.fanout { queues as u64 } else { 1 };
         let expected = self.snapshot().published * copies;
         let deadline = Instant::now() + Duration::from_secs(5);
         let (mut last, mut last_change) = (self.snapshot().consumed, Instant::now());
@@ -110,15 +109,12 @@ pub struct Latency {
     pub max: f64,
 }
 
-/// What the run reports. Rates are over the publishing window; totals include the drain.
+/// What the run reports: the run's `settings` (each protocol has its own, flattened into the
+/// JSON object), then rates over the publishing window; totals include the drain.
 #[derive(Debug, Serialize)]
-pub struct Summary {
-    pub publishers: usize,
-    pub consumers: usize,
-    pub size: usize,
-    pub persistent: bool,
-    pub confirm: bool,
-    pub fanout: bool,
+pub struct Summary<S> {
+    #[serde(flatten)]
+    pub settings: S,
     pub seconds: f64,
     pub published_per_s: f64,
     pub confirmed_per_s: f64,
@@ -127,16 +123,11 @@ pub struct Summary {
     pub latency_ms: Latency,
 }
 
-impl Summary {
-    pub fn new(args: &AmqpArgs, elapsed: Duration, window: Counts, totals: Counts, hist: &Histogram<u64>) -> Summary {
+impl<S: Serialize> Summary<S> {
+    pub fn new(settings: S, elapsed: Duration, window: Counts, totals: Counts, hist: &Histogram<u64>) -> Summary<S> {
         let ms = |micros: u64| micros as f64 / 1000.0;
         Summary {
-            publishers: args.publishers,
-            consumers: args.consumers,
-            size: args.size,
-            persistent: args.persistent,
-            confirm: args.confirm,
-            fanout: args.fanout,
+            settings,
             seconds: elapsed.as_secs_f64(),
             published_per_s: per_second(window.published, elapsed),
             confirmed_per_s: per_second(window.confirmed, elapsed),
@@ -185,5 +176,24 @@ impl Summary {
             l.p99,
             l.max,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_json_puts_the_settings_beside_the_figures() {
+        #[derive(Serialize)]
+        struct Settings {
+            consumers: usize,
+        }
+        let histogram = crate::bench::latency::new_histogram();
+        let counts = Counts::default();
+        let summary = Summary::new(Settings { consumers: 3 }, Duration::from_secs(1), counts, counts, &histogram);
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["consumers"], 3, "the scripts read the settings at the top level");
+        assert_eq!(json["consumed_per_s"], 0.0);
     }
 }

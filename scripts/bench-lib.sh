@@ -1,0 +1,173 @@
+# Helpers shared by the benchmark scripts (bench-amqp.sh, bench-mqtt.sh, recovery-time.sh):
+# ports, starting and stopping brokers, process figures, the machine's description, and
+# rewriting sections of docs/benchmarks.md. Sourced, not run.
+
+# A TCP port nobody listens on right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# True once 127.0.0.1:$1 accepts a connection.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Waits up to $2 seconds for port $1, or fails; $3 is the pid that must stay alive meanwhile.
+wait_port() {
+  local port=$1 deadline=$((SECONDS + $2)) pid=$3
+  until port_open "$port"; do
+    kill -0 "$pid" 2>/dev/null || { echo "broker (pid $pid) died before listening on $port" >&2; return 1; }
+    [ $SECONDS -lt $deadline ] || { echo "port $port not open after $2 s" >&2; return 1; }
+    sleep 0.01
+  done
+}
+
+# Builds the release binary (RocksDB's C++ takes ~10 minutes the first time) and sets JUNCTION.
+build_junction() {
+  source scripts/lib.sh
+  ensure_build_deps
+  cargo build --release --bin junction
+  JUNCTION=$CARGO_TARGET_DIR/release/junction
+}
+
+# Starts Junction on data dir $1 with log $2 and the listener flags that follow (STOMP and HTTP
+# off); sets JUNCTION_PID.
+start_junction_with() {
+  local dir=$1 log=$2
+  shift 2
+  "$JUNCTION" --data-dir "$dir" --stomp off --http off "$@" >"$log" 2>&1 &
+  JUNCTION_PID=$!
+}
+
+# Starts Junction on data dir $1, AMQP port $2 (no MQTT), log $3; sets JUNCTION_PID.
+start_junction() {
+  start_junction_with "$1" "$3" --amqp "127.0.0.1:$2" --mqtt off
+}
+
+# Starts a private RabbitMQ node under directory $1 with AMQP port $2 and the plugins named by
+# the further arguments (e.g. rabbitmq_mqtt); sets RABBIT_PID. $1/rabbitmq.conf, if the caller
+# wrote one, is its configuration file. Everything it writes (mnesia, logs, cookie, feature flags)
+# stays in $1.
+start_rabbitmq() {
+  local dir=$1 port=$2
+  shift 2
+  mkdir -p "$dir"
+  echo "[$(IFS=,; echo "$*")]." >"$dir/enabled_plugins"
+  (
+    if [ -f "$dir/rabbitmq.conf" ]; then
+      export RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf
+    fi
+    export HOME=$dir
+    export RABBITMQ_NODENAME="bench$port@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port
+    RABBITMQ_DIST_PORT=$(free_port)
+    export RABBITMQ_DIST_PORT
+    export RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log RABBITMQ_PID_FILE=$dir/pid
+    export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins RABBITMQ_PLUGINS_EXPAND_DIR=$dir/plugins-expand
+    export RABBITMQ_FEATURE_FLAGS_FILE=$dir/feature_flags RABBITMQ_QUORUM_DIR=$dir/quorum RABBITMQ_LOGS=-
+    export RUNNING_UNDER_SYSTEMD=true
+    exec /usr/lib/rabbitmq/bin/rabbitmq-server
+  ) >"$dir/stdout.log" 2>&1 &
+  RABBIT_PID=$!
+}
+
+# Stops a process this script started: SIGTERM, then SIGKILL after 30 s.
+stop_pid() {
+  local pid=${1:-} i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Peak resident memory of process $1 in MiB.
+peak_rss_mib() {
+  awk '/^VmHWM:/ { printf "%.0f", $2 / 1024; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# CPU seconds (user + system) process $1 has used so far.
+cpu_seconds() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  # After the ")" that closes the command name, utime is the 12th field and stime the 13th.
+  echo "${stat##*) }" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# A markdown list describing this machine.
+machine_markdown() {
+  local cpu mem
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  echo "- CPU: ${cpu:-unknown} ($(nproc) cores available to the benchmark)"
+  echo "- memory: $mem"
+  echo "- kernel: $(uname -sr)"
+  echo "- file system of the temp data dirs: $(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')"
+  echo "- load average when the runs started (other work on the machine): $LOAD_AT_START"
+}
+
+# Records the 1-minute load average and warns when the machine is busy with something else.
+check_idle() {
+  LOAD_AT_START=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$LOAD_AT_START" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "warning: load average $LOAD_AT_START: other work on this machine will skew the figures" >&2
+  fi
+}
+
+# Prints the "## " sections of markdown file $1 (each up to the next "## " heading) whose heading
+# line is none of the further arguments, in their order: what a script that rewrites its own
+# sections keeps of the others'.
+other_sections() {
+  [ -f "$1" ] || return 0
+  python3 - "$@" <<'EOF'
+import re, sys
+path, own = sys.argv[1], set(sys.argv[2:])
+sections = re.findall(r"^## .*?(?=^## |\Z)", open(path).read(), re.S | re.M)
+kept = [s.rstrip("\n") for s in sections if s.split("\n", 1)[0] not in own]
+if kept:
+    print("\n\n".join(kept))
+EOF
+}
+
+# Replaces the section of markdown file $1 that starts with heading line $2 (up to the next "## "
+# heading or the end) with the content of file $3; appends it when the file has no such section.
+replace_section() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import re, sys
+path, heading, new = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().rstrip("\n") + "\n"
+try:
+    text = open(path).read()
+except FileNotFoundError:
+    text = "# Benchmarks\n"
+pattern = re.compile(r"^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+if pattern.search(text):
+    text = pattern.sub(lambda _: new + "\n", text, count=1)
+else:
+    text = text.rstrip("\n") + "\n\n" + new
+open(path, "w").write(text.rstrip("\n") + "\n")
+EOF
+}
+
+# The file that tells other work on this machine (builds) that a measurement is running.
+BENCH_LOCK=/tmp/junction-bench.lock
+
+# Creates BENCH_LOCK; release_bench_lock removes it (call it from the EXIT trap).
+hold_bench_lock() {
+  echo "$$ $0" >"$BENCH_LOCK"
+}
+
+release_bench_lock() {
+  [ "$(cut -d' ' -f1 "$BENCH_LOCK" 2>/dev/null)" = "$$" ] && rm -f "$BENCH_LOCK"
+  return 0
+}
+
+# Waits until no cargo or rustc process runs: a build on the same cores skews a measurement.
+wait_for_no_build() {
+  local said=""
+  while pgrep -x 'cargo|rustc' >/dev/null; do
+    [ -n "$said" ] || { echo "waiting for a cargo/rustc process to finish before measuring" >&2; said=1; }
+    sleep 5
+  done
+}

@@ -1,0 +1,131 @@
+"""Prints the results part of docs/benchmarks.md's "## MQTT" section for scripts/bench-mqtt.sh.
+
+Arguments: the scenarios as "id|title|flags". Environment: BENCH_RESULTS (the directory with
+<id>-<broker>.json, the `junction bench mqtt --json` summary, and <id>-<broker>.proc, the broker's
+CPU seconds before and after the bench command, its peak RSS and the command's wall seconds), BENCH_DURATION, BENCH_SIZE, BENCH_INFLIGHT, BENCH_QUEUED and
+BENCH_TARGETS ("id:broker:ratio ...": Junction should deliver at least ratio x broker's rate).
+"""
+
+import json
+import os
+import sys
+
+BROKERS = [("junction", "Junction"), ("mosquitto", "Mosquitto"), ("rabbitmq", "RabbitMQ")]
+RESULTS = os.environ["BENCH_RESULTS"]
+DURATION = os.environ["BENCH_DURATION"]
+SIZE = int(os.environ["BENCH_SIZE"])
+INFLIGHT = int(os.environ["BENCH_INFLIGHT"])
+QUEUED = int(os.environ["BENCH_QUEUED"])
+TARGETS = [t.split(":") for t in os.environ.get("BENCH_TARGETS", "").split()]
+SCENARIOS = [s.split("|", 2) for s in sys.argv[1:]]
+
+
+def load(sid, broker):
+    summary = json.load(open(f"{RESULTS}/{sid}-{broker}.json"))
+    before, after, rss, wall = map(float, open(f"{RESULTS}/{sid}-{broker}.proc").read().split())
+    summary["cpu"] = (after - before) / wall * 100
+    summary["rss"] = rss
+    totals = summary["totals"]
+    copies = totals["published"] * summary["subscribers"]
+    summary["delivered_share"] = totals["consumed"] / copies if copies else float("nan")
+    return summary
+
+
+def latency(s):
+    return f'{s["latency_ms"]["p50"]:.2f} / {s["latency_ms"]["p99"]:.2f}'
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def settings():
+    print(f"""The in-flight and queue limits are set alike: {INFLIGHT} QoS 1 messages in flight towards a
+subscriber, and a slow subscriber's queue holds up to {QUEUED:,} messages before QoS 0 ones are
+dropped (Mosquitto's defaults, 20 and 1000, would throttle it). RabbitMQ does not drop: its queue
+grows and TCP back-pressure slows the publishers down. Nothing touches the disk: with clean
+sessions Junction and RabbitMQ keep subscriptions in non-durable queues, and Mosquitto runs with
+persistence off. All three set TCP_NODELAY, as does the generator.
+""")
+
+
+def main_table(runs):
+    print("### Results\n")
+    print("Messages delivered per second at the subscribers (with fan-out every subscriber's copy counts),")
+    print("publish-to-deliver latency in milliseconds, and Junction's delivered rate against the others'.\n")
+    names = [name for _, name in BROKERS]
+    print("| scenario | " + " | ".join(f"{n} msg/s" for n in names)
+          + " | Junction / Mosquitto | Junction / RabbitMQ | "
+          + " | ".join(f"{n} p50 / p99 ms" for n in names) + " |")
+    print("|---|" + "---:|" * 8)
+    for sid, title, _ in SCENARIOS:
+        r = runs[sid]
+        rates = " | ".join(f'{r[b]["consumed_per_s"]:,.0f}' for b, _ in BROKERS)
+        j = r["junction"]["consumed_per_s"]
+        ratios = " | ".join(f'{ratio(j, r[b]["consumed_per_s"]):.2f}x' for b in ("mosquitto", "rabbitmq"))
+        latencies = " | ".join(latency(r[b]) for b, _ in BROKERS)
+        print(f"| ({sid}) {title} | {rates} | {ratios} | {latencies} |")
+
+
+def targets(runs):
+    if not TARGETS:
+        return
+    print("\nTargets (Junction's delivered msg/s against the other broker's):\n")
+    titles = {sid: title for sid, title, _ in SCENARIOS}
+    for sid, broker, wanted in TARGETS:
+        got = ratio(runs[sid]["junction"]["consumed_per_s"], runs[sid][broker]["consumed_per_s"])
+        verdict = "met" if got >= float(wanted) else "missed"
+        print(f"- ({sid}) {titles[sid]}: {got:.2f}x {dict(BROKERS)[broker]}, target at least {wanted}x: **{verdict}**")
+
+
+def detail_table(runs):
+    print("\nPublished rates (written to the socket: a broker that reads slowly leaves messages in the")
+    print("kernel's buffers) and acknowledged ones (PUBACK); the share of the published messages' copies")
+    print("that reached the subscribers (QoS 0 messages beyond a full queue are dropped); the broker's CPU")
+    print("use while the generator ran, connecting and draining included (100% = one core), and its peak")
+    print("resident memory:\n")
+    print("| scenario | broker | published/s | acked/s | delivered/s | delivered | p95 ms | max ms | broker CPU | peak RSS |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for sid, _, _ in SCENARIOS:
+        for broker, _ in BROKERS:
+            s = runs[sid][broker]
+            print(f'| ({sid}) | {broker} | {s["published_per_s"]:,.0f} | {s["confirmed_per_s"]:,.0f} | '
+                  f'{s["consumed_per_s"]:,.0f} | {s["delivered_share"]:.1%} | {s["latency_ms"]["p95"]:.2f} | '
+                  f'{s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% | {s["rss"]:,.0f} MiB |')
+    print("""
+Without --rate the publishers send as fast as they can. In (a) a hundred of them outrun the one
+subscriber on every broker: the latency there is mostly time spent queued, and how much is
+delivered depends on what each broker does with the excess (drop it, or slow the publishers
+down). Compare delivered msg/s in (a); (b) paces the same clients below what every broker
+delivers, for the latency. The generator runs on the same cores as the broker; "broker CPU" shows
+how much of the machine each broker took.""")
+
+
+def commands():
+    print("\n### Commands\n")
+    print("Brokers, each on a fresh temp dir `$DIR` and a free port `$PORT`:\n")
+    print("```sh")
+    print("junction --data-dir $DIR --mqtt 127.0.0.1:$PORT --amqp 127.0.0.1:$OTHER_PORT --stomp off --http off")
+    print("mosquitto -c $DIR/mosquitto.conf   # listener $PORT 127.0.0.1, allow_anonymous true, persistence false,")
+    print(f"                                   # set_tcp_nodelay true, max_inflight_messages {INFLIGHT}, max_queued_messages {QUEUED}")
+    print("RABBITMQ_CONFIG_FILE=$DIR/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/enabled_plugins ... \\")
+    print("  /usr/lib/rabbitmq/bin/rabbitmq-server   # [rabbitmq_mqtt]. and mqtt.listeners.tcp.default = 127.0.0.1:$PORT,")
+    print(f"                                          # mqtt.allow_anonymous = true, mqtt.prefetch = {INFLIGHT}")
+    print("```\n")
+    print("Load, the same for all three:\n")
+    print("```sh")
+    for sid, _, flags in SCENARIOS:
+        print(f"junction bench mqtt --port $PORT {flags} --size {SIZE} --inflight {INFLIGHT} --duration {DURATION} --json   # ({sid})")
+    print("```")
+
+
+def main():
+    runs = {sid: {b: load(sid, b) for b, _ in BROKERS} for sid, _, _ in SCENARIOS}
+    settings()
+    main_table(runs)
+    targets(runs)
+    detail_table(runs)
+    commands()
+
+
+main()

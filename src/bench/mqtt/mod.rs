@@ -1,0 +1,199 @@
+//! `junction bench mqtt`: N publishers and M subscribers on one topic, each its own MQTT 3.1.1
+//! connection (rumqttc, clean session), at --qos 0, 1 or 2.
+//!
+//! Every subscriber has its SUBACK before the first message is published, and every message
+//! reaches every subscriber: M = 1 with many publishers is a fan-in, one publisher with many
+//! subscribers a fan-out. The summary's "consumed" counts deliveries at the subscribers,
+//! "confirmed" the PUBACKs (QoS 1) or PUBCOMPs (QoS 2) the publishers got back.
+
+mod publisher;
+mod subscriber;
+
+use super::stats::{Stats, Summary};
+use super::{first_error, join_tasks, latency, RunEnd};
+use clap::Args;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Connections being set up at the same time (1000 subscribers connect in batches).
+const CONNECTS_AT_ONCE: usize = 32;
+/// How long a connection may take, CONNACK (and SUBACK) included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may wait for the broker to read (see `connect`).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Args)]
+pub struct MqttArgs {
+    /// Broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker MQTT port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// User name to log in with (default: none, an anonymous client).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password, with --user.
+    #[arg(long, requires = "user")]
+    pub password: Option<String>,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscribing connections, all on the same topic (0: publish only).
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// QoS of the publishes and of the subscriptions.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload size in bytes (at least 8: the send timestamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Topic (default: a fresh `bench/<random>`).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Unacknowledged QoS 1/2 publishes each publisher may have outstanding.
+    #[arg(long, default_value_t = 64)]
+    pub inflight: u16,
+    /// Total publish rate in messages per second over all publishers (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to publish for (0 = no time limit; then --count must be set).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Messages to publish in total, shared out over the publishers (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What every client of one run shares.
+pub struct Run {
+    pub args: MqttArgs,
+    pub topic: String,
+    /// Makes the client ids of this run unique, so that runs never take over each other's sessions.
+    pub id: u32,
+    pub qos: QoS,
+    pub epoch: Instant,
+    pub stats: Arc<Stats>,
+}
+
+impl Run {
+    /// Connection options for client `name` (e.g. "p3": publisher 3).
+    fn options(&self, name: &str) -> MqttOptions {
+        let args = &self.args;
+        let mut options = MqttOptions::new(format!("bench{:08x}{name}", self.id), &args.host, args.port);
+        options.set_clean_session(true);
+        // rumqttc refuses packets over its limit (10 KiB by default); leave room for the header.
+        options.set_max_packet_size(args.size + 1024, args.size + 1024);
+        options.set_inflight(args.inflight);
+        if let Some(user) = &args.user {
+            options.set_credentials(user, args.password.clone().unwrap_or_default());
+        }
+        options
+    }
+}
+
+/// The settings an MQTT summary reports.
+#[derive(Debug, Serialize)]
+struct MqttSettings {
+    protocol: &'static str,
+    publishers: usize,
+    subscribers: usize,
+    size: usize,
+    qos: u8,
+    inflight: u16,
+    rate: u64,
+}
+
+impl MqttSettings {
+    fn of(args: &MqttArgs) -> MqttSettings {
+        MqttSettings {
+            protocol: "mqtt",
+            publishers: args.publishers,
+            subscribers: args.subscribers,
+            size: args.size,
+            qos: args.qos,
+            inflight: args.inflight,
+            rate: args.rate,
+        }
+    }
+}
+
+fn validate(args: &MqttArgs) -> anyhow::Result<()> {
+    if args.duration == 0 && args.count == 0 {
+        anyhow::bail!("--duration 0 needs --count, or the run never ends");
+    }
+    if args.publishers == 0 && args.subscribers == 0 {
+        anyhow::bail!("nothing to do: --publishers 0 and --subscribers 0");
+    }
+    if args.inflight == 0 {
+        anyhow::bail!("--inflight must be at least 1");
+    }
+    if args.size < 8 {
+        anyhow::bail!("--size must be at least 8 (the send timestamp)");
+    }
+    Ok(())
+}
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
+    validate(&args)?;
+    let topic = args.topic.clone().unwrap_or_else(|| format!("bench/{:08x}", rand::random::<u32>()));
+    let stats = Arc::new(Stats::default());
+    let (id, qos, epoch) = (rand::random(), qos_of(args.qos), Instant::now());
+    let run = Arc::new(Run { args, topic, id, qos, epoch, stats: stats.clone() });
+    let (stop_subscribers, subscribers_rx) = watch::channel(false);
+    let subscribers = subscriber::start_all(&run, subscribers_rx).await?;
+    let (stop_publishers, publishers_rx) = watch::channel(false);
+    let publishers = publisher::start_all(&run, publishers_rx).await?;
+
+    let started = Instant::now();
+    let args = &run.args;
+    RunEnd { duration: args.duration, publishers: args.publishers }.wait(&stats, started).await;
+    let window = stats.snapshot();
+    let elapsed = started.elapsed();
+    let _ = stop_publishers.send(true);
+    let mut errors = join_tasks(publishers, "publisher").await;
+    // Every subscriber gets every message.
+    stats.drain_consumers(args.subscribers as u64).await;
+    let _ = stop_subscribers.send(true);
+    let (histogram, subscriber_errors) = latency::join_receivers(subscribers, "subscriber").await;
+    errors.extend(subscriber_errors);
+    let summary = Summary::new(MqttSettings::of(args), elapsed, window, stats.snapshot(), &histogram);
+    summary.print(args.json)?;
+    first_error(errors)
+}
+
+/// Connects a client and waits for its CONNACK.
+async fn connect(options: MqttOptions, requests: usize) -> anyhow::Result<(AsyncClient, EventLoop)> {
+    let (host, port) = options.broker_address();
+    let address = format!("{host}:{port}");
+    let (client, mut eventloop) = AsyncClient::new(options, requests);
+    let mut network = NetworkOptions::new();
+    // As the brokers do: a small publish leaves at once rather than waiting for the last one's ACK.
+    network.set_tcp_nodelay(true);
+    // rumqttc gives up on a write the broker does not take within this time (and on connecting,
+    // which CONNECT_TIMEOUT bounds here anyway). A broker that throttles publishers with TCP
+    // back-pressure may hold them for longer than the default 5 s: that is its answer to
+    // overload, not a failure.
+    network.set_connection_timeout(WRITE_TIMEOUT.as_secs());
+    eventloop.set_network_options(network);
+    match tokio::time::timeout(CONNECT_TIMEOUT, eventloop.poll()).await {
+        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => Ok((client, eventloop)),
+        Ok(Ok(event)) => anyhow::bail!("connecting to {address}: expected CONNACK, got {event:?}"),
+        Ok(Err(e)) => anyhow::bail!("connecting to {address}: {e}"),
+        Err(_) => anyhow::bail!("connecting to {address}: no CONNACK after {CONNECT_TIMEOUT:?}"),
+    }
+}
