@@ -209,6 +209,24 @@ SEEDS["mqtt_packets"] = {
     "seed-v31-session": V31_CONNECT + V31_PUBLISH_QOS2 + V31_PUBREL + PINGREQ,
 }
 
+# --- STOMP (fuzz_targets/stomp_frames.rs): first byte = split position ---------------------------
+
+STOMP_SESSION = (
+    b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:localhost\nheart-beat:1000,1000\n\n\x00"
+    b"\n"
+    b"SUBSCRIBE\r\nid:1\r\ndestination:/topic/a.b\r\nack:client-individual\r\n\r\n\x00"
+    b"SEND\ndestination:/queue/q\ncontent-length:5\npersistent:true\nx-k:a\\cb\\n\\\\\n\nab\x00cd\x00"
+    b"SEND\ndestination:/exchange/x/k\nreceipt:r1\n\nplain body\x00"
+    b"ACK\nid:1\ntransaction:t1\n\n\x00"
+    b"DISCONNECT\nreceipt:bye\n\n\x00"
+)
+
+SEEDS["stomp_frames"] = {
+    "seed-session-whole": bytes([255]) + STOMP_SESSION,
+    "seed-session-split": bytes([40]) + STOMP_SESSION,
+    "seed-heartbeats-crlf": bytes([3]) + b"\r\n\n\r\nSEND\r\ndestination:/queue/a\r\n\r\n\x00\n",
+}
+
 for target, seeds in SEEDS.items():
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
