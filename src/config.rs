@@ -64,6 +64,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub mqtt: MqttSection,
     #[serde(default)]
+    pub stomp: StompSection,
+    #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -108,6 +110,16 @@ pub struct MqttSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct StompSection {
+    pub max_headers: Option<usize>,
+    pub max_header_line: Option<usize>,
+    pub connect_timeout_ms: Option<u64>,
+    /// User for clients that send no login; "" refuses them.
+    pub default_user: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub memory_high_watermark: Option<u64>,
     pub disk_free_limit: Option<u64>,
@@ -138,6 +150,7 @@ pub struct Settings {
     pub http: Listen,
     pub amqp_options: junction_amqp::AmqpConfig,
     pub mqtt_options: junction_mqtt::MqttConfig,
+    pub stomp_options: junction_stomp::StompConfig,
     pub memory_high_watermark: u64,
     pub disk_free_limit: u64,
     pub users: Vec<UserEntry>,
@@ -145,6 +158,15 @@ pub struct Settings {
     pub vhosts: Vec<String>,
     pub permissions: Vec<PermissionRecord>,
     pub topic_permissions: Vec<TopicPermissionRecord>,
+}
+
+/// A login for clients that send none: the file's value ("" = none), else the default.
+fn optional_user(configured: Option<String>, default: Option<String>) -> Option<String> {
+    match configured {
+        Some(u) if u.is_empty() => None,
+        Some(u) => Some(u),
+        None => default,
+    }
 }
 
 /// RabbitMQ's default: 40% of the machine's memory (0 = no alarm if it cannot be read).
@@ -200,13 +222,21 @@ impl Settings {
             max_inflight: file.mqtt.max_inflight.unwrap_or(m.max_inflight).max(1),
             max_queued_messages: file.mqtt.max_queued_messages.unwrap_or(m.max_queued_messages),
             connect_timeout: file.mqtt.connect_timeout_ms.map_or(m.connect_timeout, std::time::Duration::from_millis),
-            anonymous_user: match file.mqtt.anonymous_user {
-                Some(u) if u.is_empty() => None,
-                Some(u) => Some(u),
-                None => m.anonymous_user,
-            },
+            anonymous_user: optional_user(file.mqtt.anonymous_user, m.anonymous_user),
             max_keep_alive: file.mqtt.max_keep_alive.unwrap_or(m.max_keep_alive),
             vhost: m.vhost,
+        };
+        let s = junction_stomp::StompConfig::default();
+        let stomp_options = junction_stomp::StompConfig {
+            limits: junction_stomp::codec::Limits {
+                max_headers: file.stomp.max_headers.unwrap_or(s.limits.max_headers),
+                max_header_line: file.stomp.max_header_line.unwrap_or(s.limits.max_header_line),
+                max_head: s.limits.max_head.max(file.stomp.max_header_line.unwrap_or(0)),
+                max_body: amqp_options.max_message_size as usize,
+            },
+            connect_timeout: file.stomp.connect_timeout_ms.map_or(s.connect_timeout, std::time::Duration::from_millis),
+            default_user: optional_user(file.stomp.default_user, s.default_user),
+            ..s
         };
         Ok(Settings {
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("junction-data")),
@@ -217,6 +247,7 @@ impl Settings {
             http: listen("http", cli.http.or(file.listeners.http), "0.0.0.0:15672")?,
             amqp_options,
             mqtt_options,
+            stomp_options,
             memory_high_watermark: cli
                 .memory_high_watermark
                 .or(file.limits.memory_high_watermark)

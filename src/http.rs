@@ -1,6 +1,6 @@
 //! The HTTP listener: MQTT over WebSocket at `/mqtt` (subprotocols `mqtt` and `mqttv3.1`) and
-//! STOMP over WebSocket at `/ws` (subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp`); the
-//! management API joins it later.
+//! STOMP over WebSocket at `/ws` (subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp`), and the
+//! demo page at `/demo`; the management API joins it later.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -34,7 +34,11 @@ struct AppState {
 
 pub async fn serve(listener: TcpListener, adapters: Adapters, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let state = AppState { adapters, shutdown: shutdown.clone() };
-    let app = Router::new().route("/mqtt", get(mqtt_ws)).route("/ws", get(stomp_ws)).with_state(state);
+    let app = Router::new()
+        .route("/mqtt", get(mqtt_ws))
+        .route("/ws", get(stomp_ws))
+        .merge(crate::demo::routes())
+        .with_state(state);
     let mut stop = shutdown;
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {

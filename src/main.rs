@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod demo;
 mod http;
 
 use clap::Parser;
@@ -91,7 +92,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
         tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt.clone(), shutdown_rx.clone())));
     }
-    let stomp = junction_stomp::Stomp::new(broker.clone(), junction_stomp::StompConfig::default());
+    let stomp = junction_stomp::Stomp::new(broker.clone(), settings.stomp_options.clone());
     if let Some(addr) = settings.stomp {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("STOMP listener {addr}: {e}"))?;
         tracing::info!(protocol = "stomp", addr = %listener.local_addr()?, "listening");
@@ -99,7 +100,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(addr) = settings.http {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
-        let paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket)";
+        let paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo";
         tracing::info!(protocol = "http", addr = %listener.local_addr()?, paths, "listening");
         let adapters = http::Adapters {
             mqtt: settings.mqtt.is_some().then(|| mqtt.clone()),

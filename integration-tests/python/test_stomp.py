@@ -318,3 +318,17 @@ def test_temp_queue_replies_reach_the_requester(broker):
     assert second.headers["reply-to"] == reply_to, "one temp queue per name and connection"
     broker.connect().channel().basic_publish("", reply_to[len("/reply-queue/"):], b"6")
     assert [m.body for m in requester.wait_for("messages", 2)] == ["4", "6"]
+
+
+def test_a_memory_alarm_stops_reading_from_stomp_publishers_until_queues_drain(broker_factory):
+    b = broker_factory("--memory-high-watermark", "1000000")
+    pub = Client(b)
+    for _ in range(6):  # 1.2 MB queued: over the 1 MB watermark
+        pub.send("/queue/flood", "x" * 200_000)
+    pub.conn.send("/queue/flood", "late", headers={"receipt": "late"})
+    time.sleep(1.0)
+    assert "late" not in pub.receipts, "the publisher is not read while the alarm is raised"
+    consumer = Client(b)  # has never published: keeps being read, and its queue drains
+    consumer.subscribe("/queue/flood")
+    assert len(consumer.wait_for("messages", 7)) == 7
+    pub.wait_for_receipt("late")

@@ -94,6 +94,8 @@ pub struct Conn {
     pub credit: Arc<ChannelCredit>,
     /// Set after ERROR or DISCONNECT: flush and close.
     pub closing: bool,
+    /// Set once the connection has sent a message: resource alarms stop reading from it.
+    pub has_published: bool,
 }
 
 pub async fn run<S>(stomp: Arc<Stomp>, stream: S, peer: SocketAddr, mut shutdown: watch::Receiver<bool>)
@@ -121,11 +123,12 @@ where
     };
     reader.decoder_mut().set_version(session.version);
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut conn = Conn::new(stomp, session, events_tx);
+    let mut conn = Conn::new(&stomp, session, events_tx);
     tracing::debug!(%peer, user = %conn.session.user.name, version = conn.session.version.as_str(), "STOMP connection open");
     let connected = conn.session.connected.clone();
     conn.send(&connected);
-    conn.serve(&mut reader, &mut wr, &mut events, &mut shutdown).await;
+    let mut alarm = stomp.broker.resources().alarm();
+    conn.serve(&mut reader, &mut wr, &mut events, &mut shutdown, &mut alarm).await;
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
     conn.teardown(&mut events);
@@ -160,7 +163,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Conn {
-    fn new(stomp: Arc<Stomp>, session: Opened, events_tx: mpsc::UnboundedSender<ConsumerEvent>) -> Conn {
+    fn new(stomp: &Stomp, session: Opened, events_tx: mpsc::UnboundedSender<ConsumerEvent>) -> Conn {
         let mut encoder = StompCodec::new(stomp.config.limits.clone());
         encoder.set_version(session.version);
         let connection_id = stomp.broker.next_connection_id();
@@ -179,6 +182,7 @@ impl Conn {
             events_tx,
             credit: Arc::new(ChannelCredit::default()),
             closing: false,
+            has_published: false,
         }
     }
 
@@ -204,6 +208,7 @@ impl Conn {
         wr: &mut W,
         events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
         shutdown: &mut watch::Receiver<bool>,
+        alarm: &mut watch::Receiver<bool>,
     ) where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -221,11 +226,15 @@ impl Conn {
             if self.closing {
                 return;
             }
-            // A client gets twice its promised interval before it counts as gone.
-            let read_deadline = expect_every.map(|d| last_read + d * 2);
+            // A memory or disk alarm stops reading from publishers (TCP back-pressure), as for
+            // AMQP; connections that only consume keep going so that queues drain.
+            let blocked = self.has_published && *alarm.borrow();
+            // A client gets twice its promised interval before it counts as gone (not while we
+            // are the ones not reading).
+            let read_deadline = expect_every.filter(|_| !blocked).map(|d| last_read + d * 2);
             let beat_at = send_every.map(|d| last_write + d);
             tokio::select! {
-                item = reader.next() => {
+                item = reader.next(), if !blocked => {
                     last_read = Instant::now();
                     match item {
                         Some(Ok(Inbound::Frame(frame))) => self.on_frame(frame),
@@ -247,6 +256,7 @@ impl Conn {
                     return;
                 }
                 _ = shutdown.changed() => self.fail(StompError::new("Server shutting down", "The broker is stopping."), None),
+                Ok(()) = alarm.changed() => last_read = Instant::now(),
             }
         }
     }

@@ -35,6 +35,7 @@ impl Conn {
             return self.receipt_after(f, Vec::new());
         }
         let stored = self.publish(f)?;
+        self.has_published = true;
         self.receipt_after(f, stored.into_iter().collect())
     }
 
