@@ -163,11 +163,32 @@ release_bench_lock() {
   return 0
 }
 
-# Waits until no cargo or rustc process runs: a build on the same cores skews a measurement.
-wait_for_no_build() {
-  local said=""
-  while pgrep -x 'cargo|rustc' >/dev/null; do
-    [ -n "$said" ] || { echo "waiting for a cargo/rustc process to finish before measuring" >&2; said=1; }
-    sleep 5
+# Percentage of the machine's CPU time spent busy over the next $1 seconds (all processes).
+cpu_busy_percent() {
+  local before after
+  before=$(head -1 /proc/stat)
+  sleep "$1"
+  after=$(head -1 /proc/stat)
+  # cpu user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+  awk -v a="$before" -v b="$after" 'BEGIN {
+    split(a, x); split(b, y); total = 0; idle = 0
+    for (i = 2; i <= 9; i++) total += y[i] - x[i]
+    idle = (y[5] - x[5]) + (y[6] - x[6])
+    printf "%.0f", (total > 0 ? 100 * (total - idle) / total : 0)
+  }'
+}
+
+# Waits until no cargo or rustc process runs and the CPUs are nearly idle (under 15% busy over
+# 2 s; other work on the same cores skews a measurement), for at most an hour.
+wait_for_quiet_machine() {
+  local deadline=$((SECONDS + 3600)) said="" busy
+  while [ $SECONDS -lt $deadline ]; do
+    busy=$(cpu_busy_percent 2)
+    if ! pgrep -x 'cargo|rustc' >/dev/null && [ "$busy" -lt 15 ]; then
+      return 0
+    fi
+    [ -n "$said" ] || { echo "waiting for other work to finish before measuring (CPU ${busy}% busy)" >&2; said=1; }
+    sleep 8
   done
+  echo "warning: the machine is still busy (CPU ${busy}%): measuring anyway" >&2
 }

@@ -81,9 +81,9 @@ def targets(runs):
 def detail_table(runs):
     print("\nPublished rates (written to the socket: a broker that reads slowly leaves messages in the")
     print("kernel's buffers) and acknowledged ones (PUBACK); the share of the published messages' copies")
-    print("that reached the subscribers (QoS 0 messages beyond a full queue are dropped); the broker's CPU")
-    print("use while the generator ran, connecting and draining included (100% = one core), and its peak")
-    print("resident memory:\n")
+    print("that reached the subscribers by the end (publishing, then up to 5 s of draining: the rest was")
+    print("dropped, QoS 0 beyond a full queue, or was still queued); the broker's CPU use while the")
+    print("generator ran, connecting and draining included (100% = one core), and its peak resident memory:\n")
     print("| scenario | broker | published/s | acked/s | delivered/s | delivered | p95 ms | max ms | broker CPU | peak RSS |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sid, _, _ in SCENARIOS:
@@ -96,9 +96,11 @@ def detail_table(runs):
 Without --rate the publishers send as fast as they can. In (a) a hundred of them outrun the one
 subscriber on every broker: the latency there is mostly time spent queued, and how much is
 delivered depends on what each broker does with the excess (drop it, or slow the publishers
-down). Compare delivered msg/s in (a); (b) paces the same clients below what every broker
-delivers, for the latency. The generator runs on the same cores as the broker; "broker CPU" shows
-how much of the machine each broker took.""")
+down); a ratio against a broker that delivers next to nothing under such a flood says little.
+Compare delivered msg/s in (a); (b) paces the same clients below what every broker delivers, for
+the latency. The generator runs on the same cores as the broker; "broker CPU" shows how much of
+the machine each broker took (Erlang's schedulers spin while they wait for work, so RabbitMQ's
+figure overstates its work at low rates).""")
 
 
 def commands():

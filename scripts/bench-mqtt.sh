@@ -7,8 +7,8 @@
 #
 # Each run gets a freshly started broker on a fresh temp dir, on loopback; the brokers take turns
 # scenario by scenario, so only one runs while it is measured. Installs Debian's mosquitto and
-# rabbitmq-server when they are missing. Holds /tmp/junction-bench.lock while measuring, and waits
-# for running cargo/rustc processes to finish before each run.
+# rabbitmq-server when they are missing. Holds /tmp/junction-bench.lock while measuring, and before
+# each run waits for other work (cargo, rustc, anything keeping the CPUs busy) to finish.
 #
 # Settings, equal where the brokers have the same knob (Junction runs with its defaults):
 #   - QoS 1 messages in flight towards one subscriber: 64 (Junction's max_inflight; Mosquitto's
@@ -97,7 +97,7 @@ start_broker() {
 # seconds the command took (connecting, publishing, draining).
 run_one() {
   local broker=$1 id=$2 flags="$3 --size $SIZE --inflight $INFLIGHT" cpu_before started seconds
-  wait_for_no_build
+  wait_for_quiet_machine
   start_broker "$broker" "$id"
   cpu_before=$(cpu_seconds "$PID")
   started=$(date +%s.%N)
