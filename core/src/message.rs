@@ -50,6 +50,16 @@ impl Value {
         })
     }
 
+    /// Equal as an argument value: integers of any width by value, both string types by text
+    /// (clients of different protocols encode the same `x-max-length` differently).
+    pub fn same_as(&self, other: &Value) -> bool {
+        match (self.as_i64(), other.as_i64(), self.as_str(), other.as_str()) {
+            (Some(a), Some(b), _, _) => a == b,
+            (_, _, Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// The value as text, for either string type.
     pub fn as_str(&self) -> Option<&str> {
         match self {

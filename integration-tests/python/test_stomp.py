@@ -332,3 +332,16 @@ def test_a_memory_alarm_stops_reading_from_stomp_publishers_until_queues_drain(b
     consumer.subscribe("/queue/flood")
     assert len(consumer.wait_for("messages", 7)) == 7
     pub.wait_for_receipt("late")
+
+
+def test_x_headers_on_send_and_subscribe_declare_queue_arguments(broker):
+    c = Client(broker)
+    c.send("/queue/bounded", "m1", **{"x-max-length": "2", "x-overflow": "drop-head"})
+    c.send("/queue/bounded", "m2")
+    c.send("/queue/bounded", "m3")
+    c.subscribe("/queue/bounded")
+    assert [m.body for m in c.wait_for("messages", 2)] == ["m2", "m3"], "declared with x-max-length 2"
+    c.subscribe("/topic/ttl.t", sub_id="s2", **{"x-message-ttl": "200"})
+    ch = broker.connect().channel()
+    ok = ch.queue_declare("bounded", durable=True, arguments={"x-max-length": 2, "x-overflow": "drop-head"}, passive=False)
+    assert ok.method.queue == "bounded"

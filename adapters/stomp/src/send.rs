@@ -47,7 +47,7 @@ impl Conn {
         access.check(Op::Write, Resource::Exchange(exchange))?;
         access.check_topic(Op::Write, exchange, routing_key)?;
         if let Destination::Queue(name) = &destination {
-            self.declare_named_queue(name)?;
+            self.declare_named_queue(name, f)?;
         }
         let mut properties = convert::properties_of(f).map_err(|e| StompError::new("Invalid header", &e))?;
         if let Some(name) = properties.reply_to.as_deref().and_then(|r| r.strip_prefix("/temp-queue/")) {
@@ -59,10 +59,12 @@ impl Conn {
         Ok(outcome.durable)
     }
 
-    /// `/queue/q` declares a durable queue on first use (RabbitMQ's STOMP semantics).
-    pub fn declare_named_queue(&self, name: &str) -> FrameResult {
+    /// `/queue/q` declares a durable queue on first use (RabbitMQ's STOMP semantics), with the
+    /// frame's `x-*` headers as queue arguments.
+    pub fn declare_named_queue(&self, name: &str, f: &Frame) -> FrameResult {
         self.session.access.check(Op::Configure, Resource::Queue(name))?;
-        let declare = QueueDeclare { name: name.to_string(), durable: true, ..Default::default() };
+        let arguments = crate::subscribe::queue_arguments(f);
+        let declare = QueueDeclare { name: name.to_string(), durable: true, arguments, ..Default::default() };
         match self.session.vhost.declare_queue(declare) {
             // Declared earlier with other properties (e.g. by AMQP): use it as it is.
             Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => Ok(()),

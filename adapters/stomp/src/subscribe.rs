@@ -64,7 +64,7 @@ impl Conn {
         let vhost = self.session.vhost.clone();
         let (exchange, key) = match d {
             Destination::Queue(name) => {
-                self.declare_named_queue(name)?;
+                self.declare_named_queue(name, f)?;
                 return Ok(vhost.queue_for(name, self.connection_id)?);
             }
             Destination::AmqQueue(name) => return Ok(vhost.queue_for(name, self.connection_id)?),
@@ -227,8 +227,9 @@ impl Conn {
     }
 }
 
-/// `x-*` headers of a SUBSCRIBE that are queue arguments (numbers where RabbitMQ expects them).
-fn queue_arguments(f: &Frame) -> Table {
+/// `x-*` headers of a SUBSCRIBE or SEND that are queue arguments (numbers where RabbitMQ
+/// expects them).
+pub fn queue_arguments(f: &Frame) -> Table {
     const NUMERIC: &[&str] = &["x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-delivery-limit"];
     let mut args = Table::default();
     for (name, value) in f.distinct_headers() {

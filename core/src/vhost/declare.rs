@@ -3,7 +3,7 @@
 use super::VHost;
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{Exchange, ExchangeSpec};
-use crate::message::Table;
+use crate::message::{Table, Value};
 use crate::persist::Record;
 use crate::queue::{Queue, QueueArgs, QueueCounts, QueueSpec};
 use rand::distr::{Alphanumeric, SampleString};
@@ -182,8 +182,12 @@ impl VHost {
         }
         for key in existing.arguments.iter().chain(d.arguments.iter()).map(|(k, _)| k) {
             let (mine, theirs) = (d.arguments.get(key), existing.arguments.get(key));
-            if mine != theirs {
-                return differs(key, format!("{mine:?}"), format!("{theirs:?}"));
+            let same = match (mine, theirs) {
+                (Some(a), Some(b)) => a.same_as(b),
+                (a, b) => a == b,
+            };
+            if !same {
+                return differs(key, describe(mine), describe(theirs));
             }
         }
         Ok(())
@@ -235,5 +239,17 @@ impl VHost {
         }
         self.unbind_destination(|d| matches!(d, crate::exchange::Destination::Queue(q) if Arc::ptr_eq(q, queue)));
         held
+    }
+}
+
+/// An argument value as RabbitMQ shows it in inequivalence errors.
+fn describe(v: Option<&Value>) -> String {
+    match v {
+        None => "none".into(),
+        Some(v) => match (v.as_i64(), v.as_str()) {
+            (Some(n), _) => n.to_string(),
+            (_, Some(s)) => s.to_string(),
+            _ => format!("{v:?}"),
+        },
     }
 }
