@@ -37,6 +37,9 @@ struct Close {
     reason: Option<u8>,
 }
 
+/// Packets handled per wake-up beyond the first, before replies are written.
+const READ_BATCH: usize = 64;
+
 fn protocol_error(code: u8) -> Close {
     Close { end: End::Abnormal, reason: Some(code) }
 }
@@ -46,24 +49,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut alarm = self.client.mqtt.broker.resources().alarm();
         loop {
             if !self.client.out.is_empty() {
-                let out = std::mem::take(&mut self.client.out);
-                if self.writer.write_all(&out).await.is_err() {
+                if self.writer.write_all(&self.client.out).await.is_err() {
                     return End::Abnormal;
                 }
+                self.client.out.clear();
             }
             let deadline = self.keep_alive.map(|k| self.last_read + k);
             let blocked = *alarm.borrow();
             let close = tokio::select! {
                 packet = self.reader.next(), if !blocked => {
                     self.last_read = Instant::now();
-                    match packet {
-                        Some(Ok(p)) => self.on_packet(p).await.err(),
-                        Some(Err(e)) => {
-                            tracing::debug!(client = %self.client.id, error = %e, "malformed MQTT packet");
-                            Some(protocol_error(decode_reason(&e)))
-                        }
-                        None => Some(Close { end: End::Abnormal, reason: None }),
-                    }
+                    self.on_read_batch(packet).await
                 }
                 Some(event) = self.events.recv() => {
                     self.on_event(event);
@@ -74,6 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Some((packet_id, qos, code)) = self.client.pending_acks.next(), if !self.client.pending_acks.is_empty() => {
                     self.on_stored(packet_id, qos, code);
+                    self.send_ready_acks();
                     None
                 }
                 _ = sleep_until(deadline) => {
@@ -89,10 +86,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     let framing = self.reader.decoder_mut();
                     self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: None });
                 }
-                let out = std::mem::take(&mut self.client.out);
-                let _ = self.writer.write_all(&out).await;
+                let _ = self.writer.write_all(&self.client.out).await;
+                self.client.out.clear();
                 return close.end;
             }
+        }
+    }
+
+    /// Handles the packet just read and up to `READ_BATCH` more that are already available,
+    /// then the acknowledgements that are ready: a burst of publishes is answered with one
+    /// write instead of one per PUBACK.
+    async fn on_read_batch(&mut self, first: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
+        let mut close = self.on_read(first).await;
+        for _ in 0..READ_BATCH {
+            if close.is_some() {
+                break;
+            }
+            // Every packet spends tokio's budget (socket reads alone hardly do, one read holds
+            // ~100 small packets), so a flooding client yields to the other connections on its
+            // worker thread, e.g. the subscriber its messages go to.
+            tokio::task::consume_budget().await;
+            let Some(next) = self.reader.next().now_or_never() else { break };
+            close = self.on_read(next).await;
+        }
+        self.send_ready_acks();
+        close
+    }
+
+    async fn on_read(&mut self, packet: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
+        match packet {
+            Some(Ok(p)) => self.on_packet(p).await.err(),
+            Some(Err(e)) => {
+                tracing::debug!(client = %self.client.id, error = %e, "malformed MQTT packet");
+                Some(protocol_error(decode_reason(&e)))
+            }
+            None => Some(Close { end: End::Abnormal, reason: None }),
+        }
+    }
+
+    /// PUBACK / PUBREC for every publish whose storage already finished (in order).
+    fn send_ready_acks(&mut self) {
+        while let Some(Some((packet_id, qos, code))) = self.client.pending_acks.next().now_or_never() {
+            self.on_stored(packet_id, qos, code);
         }
     }
 
