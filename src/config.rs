@@ -124,6 +124,10 @@ pub struct LimitsSection {
     pub memory_high_watermark: Option<u64>,
     pub disk_free_limit: Option<u64>,
     pub max_message_size: Option<u64>,
+    /// Open connections in all (every protocol); 0 = no limit.
+    pub max_connections: Option<usize>,
+    /// Open connections per user; 0 = no limit.
+    pub max_connections_per_user: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +157,7 @@ pub struct Settings {
     pub stomp_options: junction_stomp::StompConfig,
     pub memory_high_watermark: u64,
     pub disk_free_limit: u64,
+    pub connection_limits: junction_core::connections::ConnectionLimits,
     pub users: Vec<UserEntry>,
     pub loopback_users: Vec<String>,
     pub vhosts: Vec<String>,
@@ -253,6 +258,10 @@ impl Settings {
                 .or(file.limits.memory_high_watermark)
                 .unwrap_or_else(default_memory_watermark),
             disk_free_limit: cli.disk_free_limit.or(file.limits.disk_free_limit).unwrap_or(50_000_000),
+            connection_limits: junction_core::connections::ConnectionLimits {
+                max_total: file.limits.max_connections.unwrap_or(0),
+                max_per_user: file.limits.max_connections_per_user.unwrap_or(0),
+            },
             users: file.users,
             loopback_users: file.loopback_users.unwrap_or_else(|| vec!["guest".into()]),
             vhosts: file.vhosts,

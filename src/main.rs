@@ -54,6 +54,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         },
         loopback_users: settings.loopback_users.clone(),
         default_vhost: "/".into(),
+        connection_limits: settings.connection_limits,
     };
     let broker = Broker::open(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let r = broker.recovery();

@@ -3,6 +3,7 @@
 use crate::auth::{self, User};
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::message::Message;
+use crate::connections::{ConnectionLimits, ConnectionPermit, Connections};
 use crate::permissions::{Access, PermissionRecord, PermissionTable, TopicPermissionRecord};
 use crate::persist::{Record, UserRecord};
 use crate::queue::{Queue, StoredBody};
@@ -24,6 +25,7 @@ pub struct BrokerConfig {
     /// Users that may only log in from a loopback address.
     pub loopback_users: Vec<String>,
     pub default_vhost: String,
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for BrokerConfig {
@@ -33,6 +35,7 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             loopback_users: vec!["guest".into()],
             default_vhost: "/".into(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Broker {
     /// Protocol sessions by (vhost, protocol, id): opaque bytes owned by the adapters.
     sessions: RwLock<HashMap<(String, String, String), Vec<u8>>>,
     permissions: PermissionTable,
+    connections: Arc<Connections>,
     recovery: RecoveryReport,
 }
 
@@ -67,6 +71,7 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> CoreResult<Arc<Broker>> {
         let store = Store::open(&config.data_dir.join("store"))
             .map_err(|e| CoreError::internal(format!("cannot open store: {e}")))?;
+        let connections = Connections::new(config.connection_limits);
         let mut broker = Broker {
             resources: Arc::new(Resources::new(config.limits.clone())),
             config,
@@ -77,6 +82,7 @@ impl Broker {
             connection_ids: AtomicU64::new(1),
             sessions: RwLock::new(HashMap::new()),
             permissions: PermissionTable::default(),
+            connections,
             recovery: RecoveryReport::default(),
         };
         broker.recovery = broker.recover()?;
@@ -167,8 +173,30 @@ impl Broker {
         })
     }
 
-    /// Checks a login. The hash is verified on the blocking pool.
+    /// Admits a connection of a logged-in user under the connection limits.
+    pub fn admit_connection(&self, user: &User) -> CoreResult<ConnectionPermit> {
+        self.connections.admit(&user.name)
+    }
+
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
+    }
+
+    /// Checks a login. The hash is verified on the blocking pool. An address with too many
+    /// recent failures is refused without a check.
     pub async fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> CoreResult<User> {
+        if self.connections.login_blocked(peer) {
+            tracing::warn!(%peer, user = name, "login refused: too many failed logins from this address");
+            return Err(CoreError::refused(format!("login refused for user '{name}': too many failed logins")));
+        }
+        let result = self.check_password(name, password, peer).await;
+        if result.is_err() {
+            self.connections.login_failed(peer);
+        }
+        result
+    }
+
+    async fn check_password(&self, name: &str, password: &str, peer: IpAddr) -> CoreResult<User> {
         let refused = || CoreError::refused(format!("login refused for user '{name}'"));
         let Some(record) = self.users.read().get(name).cloned() else {
             return Err(refused());

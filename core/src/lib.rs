@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod connections;
 pub mod error;
 pub mod exchange;
 pub mod message;

@@ -59,6 +59,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             vhost: negotiated.vhost,
             user: negotiated.user,
             access: negotiated.access,
+            _permit: negotiated.permit,
             frame_max: negotiated.frame_max,
             capabilities: negotiated.capabilities,
             max_message_size,

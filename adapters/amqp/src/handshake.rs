@@ -22,6 +22,8 @@ pub struct Negotiated {
     pub user: User,
     pub vhost: Arc<VHost>,
     pub access: junction_core::permissions::Access,
+    /// Counts the connection against the connection limits while it lives.
+    pub permit: junction_core::connections::ConnectionPermit,
     pub frame_max: usize,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -161,8 +163,12 @@ where
         tracing::warn!(user = %user.name, vhost = %vhost.name(), "AMQP vhost access refused");
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
     })?;
+    let permit = broker.admit_connection(&user).map_err(|e| {
+        tracing::warn!(user = %user.name, reason = %e.message, "AMQP connection refused");
+        Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
+    })?;
     send(wr, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
-    Ok(Negotiated { user, vhost, access, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })
+    Ok(Negotiated { user, vhost, access, permit, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })
 }
 
 fn client_capabilities(props: &FieldTable) -> ClientCapabilities {

@@ -29,6 +29,7 @@ pub struct Session {
     pub user: User,
     /// What the user may do in the vhost (checked before every operation).
     pub access: Access,
+    pub _permit: junction_core::connections::ConnectionPermit,
     pub frame_max: usize,
     pub capabilities: ClientCapabilities,
     /// Largest message body accepted.

@@ -61,6 +61,8 @@ pub struct Client {
     /// Inbound topic aliases (MQTT 5).
     pub aliases: HashMap<u16, String>,
     pub topic_alias_max: u16,
+    /// Counts the connection against the connection limits while it lives.
+    pub permit: Option<junction_core::connections::ConnectionPermit>,
     /// Topic aliases this server assigns to the client (MQTT 5).
     pub outbound_aliases: OutboundAliases,
     pub max_packet_size: Option<u32>,
@@ -133,6 +135,7 @@ impl Client {
             aliases: HashMap::new(),
             topic_alias_max: 0,
             outbound_aliases: OutboundAliases::default(),
+            permit: None,
             max_packet_size: None,
             prefetch: 64,
             credit: Arc::new(ChannelCredit::default()),

@@ -150,6 +150,14 @@ where
             return refuse(reason::NOT_AUTHORIZED).await;
         }
     };
+    let permit = match mqtt.broker.admit_connection(&user) {
+        Ok(permit) => permit,
+        Err(e) => {
+            tracing::warn!(%peer, client = %id, reason = %e.message, "MQTT connection refused");
+            // 3.1.x has no quota code: it becomes "server unavailable".
+            return refuse(if c.level == Level::V5 { reason::QUOTA_EXCEEDED } else { reason::SERVER_UNAVAILABLE }).await;
+        }
+    };
     let (_, ownership) = mqtt.registry.claim(vhost.name(), &id).await;
     let stored = mqtt.broker.session(vhost.name(), session::PROTOCOL, &id).and_then(|b| SessionState::decode(&b));
     let resumed = match stored {
@@ -174,6 +182,7 @@ where
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue, tx);
+    client.permit = Some(permit);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;
     client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };

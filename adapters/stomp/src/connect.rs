@@ -17,6 +17,8 @@ pub struct Opened {
     pub user: User,
     pub vhost: Arc<VHost>,
     pub access: Access,
+    /// Counts the connection against the connection limits while it lives.
+    pub _permit: junction_core::connections::ConnectionPermit,
     /// How often the server must send something (heart-beat), if at all.
     pub send_every: Option<Duration>,
     /// How often the client promised to send something, if at all.
@@ -38,6 +40,10 @@ pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Open
         .or_else(|| stomp.broker.vhost(&stomp.config.default_vhost))
         .ok_or_else(|| StompError::new("Bad CONNECT", "no default vhost"))?;
     let access = stomp.broker.access(&user, vhost.name()).map_err(|e| StompError::new("Bad CONNECT", &e.message))?;
+    let permit = stomp.broker.admit_connection(&user).map_err(|e| {
+        tracing::warn!(%peer, reason = %e.message, "STOMP connection refused");
+        StompError::new("Bad CONNECT", &e.message)
+    })?;
     let (client_sends, client_wants) = heart_beat(frame.header("heart-beat"))?;
     let agreed = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms).max(stomp.config.min_heartbeat));
     let (send_every, expect_every) = (agreed(client_wants), agreed(client_sends));
@@ -50,7 +56,7 @@ pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Open
     }
     let session = format!("session-{}", Alphanumeric.sample_string(&mut rand::rng(), 22));
     connected = connected.with("server", format!("Junction/{}", env!("CARGO_PKG_VERSION"))).with("session", session);
-    Ok(Opened { version, user, vhost, access, send_every, expect_every, connected })
+    Ok(Opened { version, user, vhost, access, _permit: permit, send_every, expect_every, connected })
 }
 
 async fn login(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<User, StompError> {

@@ -1,0 +1,62 @@
+"""Connection limits shared by every protocol, and the brake on repeated failed logins."""
+import socket
+import threading
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+pytestmark = pytest.mark.junction_only
+WAIT = 10
+
+
+def mqtt_connack(broker, version, client_id):
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+    got, done = {}, threading.Event()
+    c.on_connect = lambda cl, u, flags, rc, props: (got.update(rc=rc), done.set())
+    c.connect("127.0.0.1", broker.mqtt_port)
+    c.loop_start()
+    assert done.wait(WAIT)
+    return c, got["rc"]
+
+
+def stomp_connect(broker):
+    s = socket.create_connection(("127.0.0.1", broker.stomp_port), timeout=WAIT)
+    s.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\x00")
+    return s, s.recv(4096)
+
+
+def test_the_per_user_limit_counts_connections_of_every_protocol(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[limits]\nmax_connections_per_user = 2\n")
+    b = broker_factory("--config", str(cfg))
+    amqp = b.connect()
+    m, rc = mqtt_connack(b, mqtt.MQTTv311, "first")
+    assert rc == 0
+    s, reply = stomp_connect(b)
+    assert reply.startswith(b"ERROR\n") and b"user connection limit (2) is reached" in reply, reply
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as err:
+        b.connect()
+    assert "(530) \"NOT_ALLOWED - connection refused for user 'guest': user connection limit (2) is reached\"" in str(err.value)
+    m5, rc5 = mqtt_connack(b, mqtt.MQTTv5, "third-v5")
+    assert rc5.value == 0x97, "Quota exceeded"
+    m5.loop_stop()
+    m3, rc3 = mqtt_connack(b, mqtt.MQTTv311, "third-v3")
+    assert rc3.getName() == "Server unavailable"
+    m3.loop_stop()
+    amqp.close()  # a slot comes free
+    s2, reply2 = stomp_connect(b)
+    assert reply2.startswith(b"CONNECTED\n"), reply2
+    m.disconnect()
+    m.loop_stop()
+
+
+def test_an_address_with_many_failed_logins_is_refused_for_a_while(broker):
+    bad = pika.ConnectionParameters(host="127.0.0.1", port=broker.port, credentials=pika.PlainCredentials("guest", "wrong"))
+    for _ in range(10):
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(bad)
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        broker.connect()  # the right password, but too many failures from this address
+    assert "too many failed logins" in broker.log_tail()
