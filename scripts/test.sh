@@ -8,6 +8,7 @@ source scripts/lib.sh
 ensure_build_deps
 ensure_packages mosquitto-clients   # mosquitto_pub / mosquitto_sub, real MQTT clients for the tests
 ensure_packages chromium            # the demo page's browser test (driven by playwright-core)
+ensure_packages openssl             # the TLS tests make their certificates with it
 ensure_python_clients
 ensure_node_clients
 

@@ -30,6 +30,24 @@ pub struct Cli {
     /// HTTP listener (management, metrics, WebSocket): host:port or `off` (default 0.0.0.0:15672).
     #[arg(long, env = "JUNCTION_HTTP")]
     pub http: Option<String>,
+    /// PEM certificate chain for the TLS listeners (turns amqps / mqtts / stomps on).
+    #[arg(long, env = "JUNCTION_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "JUNCTION_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates to verify client certificates against.
+    #[arg(long, env = "JUNCTION_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// AMQP over TLS: host:port or `off` (default 0.0.0.0:5671 once a certificate is set).
+    #[arg(long, env = "JUNCTION_AMQPS")]
+    pub amqps: Option<String>,
+    /// MQTT over TLS: host:port or `off` (default 0.0.0.0:8883 once a certificate is set).
+    #[arg(long, env = "JUNCTION_MQTTS")]
+    pub mqtts: Option<String>,
+    /// STOMP over TLS: host:port or `off` (default 0.0.0.0:61614 once a certificate is set).
+    #[arg(long, env = "JUNCTION_STOMPS")]
+    pub stomps: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "JUNCTION_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -66,6 +84,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub stomp: StompSection,
     #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
     pub users: Vec<UserEntry>,
@@ -85,6 +105,21 @@ pub struct ListenerConfig {
     pub mqtt: Option<String>,
     pub stomp: Option<String>,
     pub http: Option<String>,
+    pub amqps: Option<String>,
+    pub mqtts: Option<String>,
+    pub stomps: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +187,10 @@ pub struct Settings {
     pub mqtt: Listen,
     pub stomp: Listen,
     pub http: Listen,
+    pub amqps: Listen,
+    pub mqtts: Listen,
+    pub stomps: Listen,
+    pub tls: Option<junction_tls::TlsFiles>,
     pub amqp_options: junction_amqp::AmqpConfig,
     pub mqtt_options: junction_mqtt::MqttConfig,
     pub stomp_options: junction_stomp::StompConfig,
@@ -196,6 +235,31 @@ fn listen(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Li
     Ok(Some(addr))
 }
 
+/// A TLS listener: on at its standard port once a certificate is configured.
+fn tls_listen(name: &str, value: Option<String>, default: &str, tls: bool) -> anyhow::Result<Listen> {
+    match (tls, value.as_deref()) {
+        (true, _) => listen(name, value, default),
+        (false, None | Some("off")) => Ok(None),
+        (false, Some(_)) => anyhow::bail!("--{name} needs a certificate (--tls-cert and --tls-key)"),
+    }
+}
+
+fn tls_files(cli: &Cli, file: &TlsSection) -> anyhow::Result<Option<junction_tls::TlsFiles>> {
+    let cert = cli.tls_cert.clone().or_else(|| file.cert.clone());
+    let key = cli.tls_key.clone().or_else(|| file.key.clone());
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert_chain), Some(key)) => Ok(Some(junction_tls::TlsFiles {
+            cert_chain,
+            key,
+            client_ca: cli.tls_ca.clone().or_else(|| file.ca.clone()),
+            crls: file.crls.clone(),
+            require_client_cert: file.require_client_cert,
+        })),
+        _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and its key (--tls-key)"),
+    }
+}
+
 impl Settings {
     pub fn load(cli: Cli) -> anyhow::Result<Settings> {
         let file: FileConfig = match &cli.config {
@@ -207,6 +271,7 @@ impl Settings {
             None => FileConfig::default(),
         };
         let defaults = junction_amqp::AmqpConfig::default();
+        let tls = tls_files(&cli, &file.tls)?;
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             anyhow::bail!("log format must be 'text' or 'json', got '{log_format}'");
@@ -250,6 +315,10 @@ impl Settings {
             mqtt: listen("mqtt", cli.mqtt.or(file.listeners.mqtt), "0.0.0.0:1883")?,
             stomp: listen("stomp", cli.stomp.or(file.listeners.stomp), "0.0.0.0:61613")?,
             http: listen("http", cli.http.or(file.listeners.http), "0.0.0.0:15672")?,
+            amqps: tls_listen("amqps", cli.amqps.clone().or(file.listeners.amqps.clone()), "0.0.0.0:5671", tls.is_some())?,
+            mqtts: tls_listen("mqtts", cli.mqtts.clone().or(file.listeners.mqtts.clone()), "0.0.0.0:8883", tls.is_some())?,
+            stomps: tls_listen("stomps", cli.stomps.clone().or(file.listeners.stomps.clone()), "0.0.0.0:61614", tls.is_some())?,
+            tls,
             amqp_options,
             mqtt_options,
             stomp_options,

@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod demo;
 mod http;
+mod tls_listener;
 
 use clap::Parser;
 use config::{Cli, Command, Settings};
@@ -82,22 +83,41 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     if let Some(addr) = settings.amqp {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("AMQP listener {addr}: {e}"))?;
-        tracing::info!(protocol = "amqp", addr = %listener.local_addr()?, "listening");
+        let listener = bind("amqp", addr).await?;
         let task = junction_amqp::serve(listener, broker.clone(), settings.amqp_options.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(task));
     }
     let mqtt = junction_mqtt::Mqtt::new(broker.clone(), settings.mqtt_options.clone());
     if let Some(addr) = settings.mqtt {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("MQTT listener {addr}: {e}"))?;
-        tracing::info!(protocol = "mqtt", addr = %listener.local_addr()?, "listening");
+        let listener = bind("mqtt", addr).await?;
         tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt.clone(), shutdown_rx.clone())));
     }
     let stomp = junction_stomp::Stomp::new(broker.clone(), settings.stomp_options.clone());
     if let Some(addr) = settings.stomp {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("STOMP listener {addr}: {e}"))?;
-        tracing::info!(protocol = "stomp", addr = %listener.local_addr()?, "listening");
+        let listener = bind("stomp", addr).await?;
         tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp.clone(), shutdown_rx.clone())));
+    }
+    if let Some(files) = &settings.tls {
+        let tls = junction_tls::Reloadable::load(files.clone()).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+        tokio::spawn(tls_listener::reload_on_sighup(tls.clone()));
+        if let Some(addr) = settings.amqps {
+            let listener = bind("amqps", addr).await?;
+            let (broker, config, shutdown) = (broker.clone(), Arc::new(settings.amqp_options.clone()), shutdown_rx.clone());
+            let serve = move |s, peer| junction_amqp::serve_stream(s, peer, broker.clone(), config.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
+        }
+        if let Some(addr) = settings.mqtts {
+            let listener = bind("mqtts", addr).await?;
+            let (mqtt, shutdown) = (mqtt.clone(), shutdown_rx.clone());
+            let serve = move |s, peer| mqtt.clone().serve_stream(s, peer, shutdown.clone());
+            tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
+        }
+        if let Some(addr) = settings.stomps {
+            let listener = bind("stomps", addr).await?;
+            let (stomp, shutdown) = (stomp.clone(), shutdown_rx.clone());
+            let serve = move |s, peer| stomp.clone().serve_stream(s, peer, shutdown.clone());
+            tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
+        }
     }
     if let Some(addr) = settings.http {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
@@ -145,4 +165,11 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Binds a listener and logs it.
+async fn bind(protocol: &'static str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("{protocol} listener {addr}: {e}"))?;
+    tracing::info!(protocol, addr = %listener.local_addr()?, "listening");
+    Ok(listener)
 }

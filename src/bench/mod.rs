@@ -1,10 +1,12 @@
 //! `junction bench`: load generators that work against any broker speaking the protocol, in the
 //! spirit of rabbitmq-perf-test. They measure, they never assert: the numbers go to
-//! `docs/benchmarks.md` through `scripts/bench-amqp.sh` and `scripts/bench-mqtt.sh`.
+//! `docs/benchmarks.md` through `scripts/bench-amqp.sh`, `scripts/bench-mqtt.sh` and
+//! `scripts/bench-stomp.sh`.
 //!
 //! `bench amqp` runs N publishers and M consumers, each on its own connection (lapin gives every
 //! connection its own I/O thread, so one slow connection never throttles another). `bench mqtt`
-//! does the same with rumqttc clients (see `mqtt`). Publishers put a send timestamp in the first
+//! does the same with rumqttc clients (see `mqtt`), `bench stomp` with Junction's own STOMP codec
+//! (see `stomp`). Publishers put a send timestamp in the first
 //! 8 bytes of every body; consumers turn it into a publish-to-deliver latency. One process runs
 //! both sides, so both read the same clock.
 
@@ -14,6 +16,7 @@ mod mqtt;
 mod pacing;
 mod publisher;
 mod stats;
+mod stomp;
 mod topology;
 
 use clap::{Args, Subcommand};
@@ -31,6 +34,8 @@ pub enum BenchCommand {
     Amqp(AmqpArgs),
     /// Load-tests an MQTT 3.1.1 broker (Junction, Mosquitto, RabbitMQ, ...): throughput and latency.
     Mqtt(mqtt::MqttArgs),
+    /// Load-tests a STOMP 1.2 broker (Junction, RabbitMQ's STOMP plugin, ...): throughput and latency.
+    Stomp(stomp::StompArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +99,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Amqp(args) => runtime.block_on(run_amqp(args)),
         BenchCommand::Mqtt(args) => runtime.block_on(mqtt::run(args)),
+        BenchCommand::Stomp(args) => runtime.block_on(stomp::run(args)),
     }
 }
 

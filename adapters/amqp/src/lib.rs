@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
@@ -54,7 +54,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, config: AmqpConfi
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let (broker, config, shutdown) = (broker.clone(), config.clone(), shutdown.clone());
-                    tokio::spawn(handle(stream, peer, broker, config, shutdown));
+                    tokio::spawn(serve_stream(stream, peer, broker, config, shutdown));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "AMQP accept failed");
@@ -66,8 +66,12 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, config: AmqpConfi
     }
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, config: Arc<AmqpConfig>, shutdown: watch::Receiver<bool>) {
-    let (mut rd, mut wr) = stream.into_split();
+/// Serves one AMQP byte stream (TCP or TLS) until it ends.
+pub async fn serve_stream<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, config: Arc<AmqpConfig>, shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let opened = tokio::time::timeout(config.handshake_timeout, async {
         handshake::read_protocol_header(&mut rd, &mut wr).await?;
         // Until tune-ok, frames may be as large as the frame_max we are about to offer.
@@ -94,7 +98,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, config
 }
 
 /// Sends connection.close during negotiation and hangs up.
-async fn refuse(wr: &mut tokio::net::tcp::OwnedWriteHalf, e: error::AmqpError) {
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, e: error::AmqpError) {
     use amq_protocol::protocol::{connection, AMQPClass};
     let close = connection::Close {
         reply_code: e.code,
