@@ -163,6 +163,8 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     /// Open connections per user; 0 = no limit.
     pub max_connections_per_user: Option<usize>,
+    /// Queues per vhost; 0 = no limit.
+    pub max_queues: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +199,7 @@ pub struct Settings {
     pub memory_high_watermark: u64,
     pub disk_free_limit: u64,
     pub connection_limits: junction_core::connections::ConnectionLimits,
+    pub max_queues: usize,
     pub users: Vec<UserEntry>,
     pub loopback_users: Vec<String>,
     pub vhosts: Vec<String>,
@@ -327,6 +330,7 @@ impl Settings {
                 .or(file.limits.memory_high_watermark)
                 .unwrap_or_else(default_memory_watermark),
             disk_free_limit: cli.disk_free_limit.or(file.limits.disk_free_limit).unwrap_or(50_000_000),
+            max_queues: file.limits.max_queues.unwrap_or(0),
             connection_limits: junction_core::connections::ConnectionLimits {
                 max_total: file.limits.max_connections.unwrap_or(0),
                 max_per_user: file.limits.max_connections_per_user.unwrap_or(0),

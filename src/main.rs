@@ -52,6 +52,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         limits: Limits {
             memory_high_watermark: settings.memory_high_watermark,
             disk_free_limit: settings.disk_free_limit,
+            max_queues: settings.max_queues,
         },
         loopback_users: settings.loopback_users.clone(),
         default_vhost: "/".into(),

@@ -12,6 +12,8 @@ pub struct Limits {
     pub memory_high_watermark: u64,
     /// Free bytes on the data directory's disk below which publishers are blocked; 0 = never.
     pub disk_free_limit: u64,
+    /// Queues one vhost may hold; 0 = no limit.
+    pub max_queues: usize,
 }
 
 pub struct Resources {
@@ -32,6 +34,10 @@ impl Resources {
             disk_alarm: AtomicBool::new(false),
             alarm: watch::Sender::new(false),
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn message_bytes(&self) -> u64 {
@@ -109,7 +115,7 @@ mod tests {
 
     #[test]
     fn memory_alarm_flips_both_ways() {
-        let r = Resources::new(Limits { memory_high_watermark: 100, disk_free_limit: 0 });
+        let r = Resources::new(Limits { memory_high_watermark: 100, ..Default::default() });
         let rx = r.alarm();
         r.add_message_bytes(60);
         assert!(!*rx.borrow());
@@ -122,7 +128,7 @@ mod tests {
     #[test]
     fn disk_free_reads_the_filesystem() {
         assert!(disk_free(&PathBuf::from("/")).is_some_and(|b| b > 0));
-        let r = Resources::new(Limits { memory_high_watermark: 0, disk_free_limit: 10 });
+        let r = Resources::new(Limits { disk_free_limit: 10, ..Default::default() });
         r.set_disk_free(5);
         assert!(r.alarm_raised());
         r.set_disk_free(50);

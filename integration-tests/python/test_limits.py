@@ -60,3 +60,24 @@ def test_an_address_with_many_failed_logins_is_refused_for_a_while(broker):
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         broker.connect()  # the right password, but too many failures from this address
     assert "too many failed logins" in broker.log_tail()
+
+
+def test_the_queue_limit_applies_to_every_protocol(broker_factory, tmp_path):
+    cfg = tmp_path / "j.toml"
+    cfg.write_text("[limits]\nmax_queues = 2\n")
+    b = broker_factory("--config", str(cfg))
+    ch = b.connect().channel()
+    ch.queue_declare("q1")
+    ch.queue_declare("q2")
+    ch.queue_declare("q1")  # redeclaring an existing queue is fine
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as err:
+        ch.queue_declare("q3")
+    assert (err.value.reply_code, err.value.reply_text) == (
+        406, "PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost '/' (2) is reached")
+    m, rc = mqtt_connack(b, mqtt.MQTTv5, "needs-a-session-queue")
+    m.loop_stop()
+    assert rc.value != 0, "no room for the MQTT session queue"
+    s, reply = stomp_connect(b)
+    s.sendall(b"SUBSCRIBE\nid:1\ndestination:/queue/q4\n\n\x00")
+    data = s.recv(4096)
+    assert b"ERROR" in data and b"queue limit" in data, data

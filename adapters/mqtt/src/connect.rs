@@ -212,7 +212,7 @@ fn session_queue(
         Ok(_) => {}
         // A resumed session whose expiry changed keeps its queue and the messages in it; the
         // new expiry decides what happens at the next disconnect.
-        Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => {}
+        Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed && vhost.queue(&declare.name).is_some() => {}
         Err(e) => return Err(e),
     }
     vhost.queue_for(&declare.name, 0)

@@ -67,7 +67,7 @@ impl Conn {
         let declare = QueueDeclare { name: name.to_string(), durable: true, arguments, ..Default::default() };
         match self.session.vhost.declare_queue(declare) {
             // Declared earlier with other properties (e.g. by AMQP): use it as it is.
-            Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed => Ok(()),
+            Err(e) if e.kind == junction_core::ErrorKind::PreconditionFailed && self.session.vhost.queue(name).is_some() => Ok(()),
             other => other.map(|_| ()).map_err(StompError::from),
         }
     }

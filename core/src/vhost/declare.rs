@@ -127,6 +127,13 @@ impl VHost {
             existing.touch();
             return Ok(QueueDeclared { name: d.name, counts: existing.counts() });
         }
+        let max = self.resources.limits().max_queues;
+        if max > 0 && queues.len() >= max {
+            return Err(CoreError::precondition(format!(
+                "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                d.name, self.name
+            )));
+        }
         let spec = QueueSpec {
             name: d.name.clone(),
             id: self.queue_ids.fetch_add(1, Ordering::Relaxed),
