@@ -48,6 +48,10 @@ pub struct Cli {
     /// STOMP over TLS: host:port or `off` (default 0.0.0.0:61614 once a certificate is set).
     #[arg(long, env = "JUNCTION_STOMPS")]
     pub stomps: Option<String>,
+    /// HTTPS / WSS (WebSocket endpoints over TLS): host:port or `off` (default 0.0.0.0:15671
+    /// once a certificate is set).
+    #[arg(long, env = "JUNCTION_HTTPS")]
+    pub https: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "JUNCTION_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -108,6 +112,7 @@ pub struct ListenerConfig {
     pub amqps: Option<String>,
     pub mqtts: Option<String>,
     pub stomps: Option<String>,
+    pub https: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +197,7 @@ pub struct Settings {
     pub amqps: Listen,
     pub mqtts: Listen,
     pub stomps: Listen,
+    pub https: Listen,
     pub tls: Option<junction_tls::TlsFiles>,
     pub amqp_options: junction_amqp::AmqpConfig,
     pub mqtt_options: junction_mqtt::MqttConfig,
@@ -321,6 +327,7 @@ impl Settings {
             amqps: tls_listen("amqps", cli.amqps.clone().or(file.listeners.amqps.clone()), "0.0.0.0:5671", tls.is_some())?,
             mqtts: tls_listen("mqtts", cli.mqtts.clone().or(file.listeners.mqtts.clone()), "0.0.0.0:8883", tls.is_some())?,
             stomps: tls_listen("stomps", cli.stomps.clone().or(file.listeners.stomps.clone()), "0.0.0.0:61614", tls.is_some())?,
+            https: tls_listen("https", cli.https.clone().or(file.listeners.https.clone()), "0.0.0.0:15671", tls.is_some())?,
             tls,
             amqp_options,
             mqtt_options,

@@ -3,7 +3,10 @@
 //! demo page at `/demo`; the management API joins it later.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, State};
+use axum::serve::{IncomingStream, Listener};
+use junction_tls::{Reloadable, TlsStream};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -12,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Largest WebSocket message accepted; MQTT's own packet limit applies inside it.
 const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
@@ -32,7 +35,66 @@ struct AppState {
     shutdown: watch::Receiver<bool>,
 }
 
-pub async fn serve(listener: TcpListener, adapters: Adapters, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+/// The client's address, for both the plain and the TLS listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// HTTPS: TLS handshakes run in their own tasks (`tls_listener::serve`), so a slow client
+/// delays nobody; finished ones queue up here for axum.
+pub struct TlsListener {
+    established: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, tls: Arc<Reloadable>, shutdown: watch::Receiver<bool>) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, established) = mpsc::channel(64);
+        let hand_over = move |stream, peer| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((stream, peer)).await;
+            }
+        };
+        tokio::spawn(crate::tls_listener::serve(listener, tls, shutdown, hand_over));
+        Ok(TlsListener { established, local })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.established.recv().await {
+            Some(established) => established,
+            // The accept loop ended (shutdown): wait for axum's graceful shutdown to stop us.
+            None => futures::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+pub async fn serve<L>(listener: L, adapters: Adapters, shutdown: watch::Receiver<bool>) -> std::io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+    Peer: for<'a> Connected<IncomingStream<'a, L>>,
+{
     let state = AppState { adapters, shutdown: shutdown.clone() };
     let app = Router::new()
         .route("/mqtt", get(mqtt_ws))
@@ -40,7 +102,7 @@ pub async fn serve(listener: TcpListener, adapters: Adapters, shutdown: watch::R
         .merge(crate::demo::routes())
         .with_state(state);
     let mut stop = shutdown;
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
@@ -49,7 +111,7 @@ pub async fn serve(listener: TcpListener, adapters: Adapters, shutdown: watch::R
 
 async fn mqtt_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     let Some(mqtt) = state.adapters.mqtt else {
@@ -67,7 +129,7 @@ async fn mqtt_ws(
 
 async fn stomp_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     let Some(stomp) = state.adapters.stomp else {

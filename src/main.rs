@@ -98,8 +98,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         let listener = bind("stomp", addr).await?;
         tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp.clone(), shutdown_rx.clone())));
     }
-    if let Some(files) = &settings.tls {
-        let tls = junction_tls::Reloadable::load(files.clone()).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let tls = match &settings.tls {
+        Some(files) => Some(junction_tls::Reloadable::load(files.clone()).map_err(|e| anyhow::anyhow!("TLS: {e}"))?),
+        None => None,
+    };
+    if let Some(tls) = &tls {
         tokio::spawn(tls_listener::reload_on_sighup(tls.clone()));
         if let Some(addr) = settings.amqps {
             let listener = bind("amqps", addr).await?;
@@ -120,18 +123,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
     }
+    let adapters = http::Adapters {
+        mqtt: settings.mqtt.is_some().then(|| mqtt.clone()),
+        stomp: settings.stomp.is_some().then(|| stomp.clone()),
+    };
+    tracing::info!(paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo", "HTTP endpoints");
     if let Some(addr) = settings.http {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("HTTP listener {addr}: {e}"))?;
-        let paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo";
-        tracing::info!(protocol = "http", addr = %listener.local_addr()?, paths, "listening");
-        let adapters = http::Adapters {
-            mqtt: settings.mqtt.is_some().then(|| mqtt.clone()),
-            stomp: settings.stomp.is_some().then(|| stomp.clone()),
-        };
-        let shutdown = shutdown_rx.clone();
+        let listener = bind("http", addr).await?;
+        let (adapters, shutdown) = (adapters.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http::serve(listener, adapters, shutdown).await {
                 tracing::error!(error = %e, "HTTP listener failed");
+            }
+        }));
+    }
+    if let (Some(addr), Some(tls)) = (settings.https, &tls) {
+        let listener = http::TlsListener::new(bind("https", addr).await?, tls.clone(), shutdown_rx.clone())?;
+        let shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, adapters, shutdown).await {
+                tracing::error!(error = %e, "HTTPS listener failed");
             }
         }));
     }

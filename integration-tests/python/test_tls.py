@@ -61,13 +61,13 @@ def wait_port(port):
 
 
 def tls_broker(broker_factory, certs, *extra):
-    amqps, mqtts, stomps = free_ports(3)
+    amqps, mqtts, stomps, https = free_ports(4)
     b = broker_factory("--tls-cert", os.path.join(certs, "server.pem"), "--tls-key", os.path.join(certs, "server.key"),
                        "--amqps", "127.0.0.1:%d" % amqps, "--mqtts", "127.0.0.1:%d" % mqtts,
-                       "--stomps", "127.0.0.1:%d" % stomps, *extra)
-    for port in (amqps, mqtts, stomps):
+                       "--stomps", "127.0.0.1:%d" % stomps, "--https", "127.0.0.1:%d" % https, *extra)
+    for port in (amqps, mqtts, stomps, https):
         wait_port(port)
-    b.amqps, b.mqtts, b.stomps = amqps, mqtts, stomps
+    b.amqps, b.mqtts, b.stomps, b.https = amqps, mqtts, stomps, https
     return b
 
 
@@ -163,3 +163,27 @@ def test_a_certificate_reload_on_sighup_keeps_live_connections(broker_factory, c
     ch.queue_declare("still-here")  # the connection opened before the reload still works
     live.close()
     assert "TLS certificate reloaded" in b.log_tail()
+
+
+def test_https_serves_the_demo_and_mqtt_over_wss(broker_factory, certs):
+    import urllib.request
+    b = tls_broker(broker_factory, certs)
+    page = urllib.request.urlopen("https://localhost:%d/demo" % b.https, context=client_context(certs), timeout=WAIT).read()
+    assert b"Junction live board" in page
+    got, subscribed = [], threading.Event()
+    ws = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="over-wss", transport="websockets")
+    ws.tls_set(ca_certs=os.path.join(certs, "ca.pem"))
+    ws.ws_set_options(path="/mqtt")
+    ws.on_message = lambda c, u, m: got.append(m.payload)
+    ws.on_subscribe = lambda *a: subscribed.set()
+    ws.connect("localhost", b.https)
+    ws.loop_start()
+    ws.subscribe("wss/t", 1)
+    assert subscribed.wait(WAIT)
+    ws.publish("wss/t", b"over wss", qos=1).wait_for_publish(WAIT)
+    deadline = time.monotonic() + WAIT
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ws.disconnect()
+    ws.loop_stop()
+    assert got == [b"over wss"]
