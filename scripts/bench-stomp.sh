@@ -58,6 +58,9 @@ start_broker() {
       start_rabbitmq_stomp "$dir" "$PORT"
       PID=$RABBIT_PID
       wait_port "$PORT" 120 "$PID" || { tail -20 "$dir/stdout.log" >&2; return 1; }
+      # The listener opens before the node has finished booting; a client that connects at once
+      # may be dropped.
+      sleep 5
       ;;
   esac
 }
@@ -74,7 +77,8 @@ run_one() {
   echo "== $id on $broker (port $PORT): junction bench stomp $flags --duration $DURATION" >&2
   # shellcheck disable=SC2086  # the flags are words on purpose
   RUST_BACKTRACE=0 "$JUNCTION" bench stomp --port "$PORT" $flags --duration "$DURATION" --json \
-    >"$RESULTS/$id-$broker.json" 2> >(tee "$RESULTS/$id-$broker.log" >&2)
+    >"$RESULTS/$id-$broker.json" 2> >(tee "$RESULTS/$id-$broker.log" >&2) ||
+    { [ "$broker" != rabbitmq ] || tail -30 "$WORK/$id-$broker/stdout.log" >&2; return 1; }
   seconds=$(awk -v from="$started" -v to="$(date +%s.%N)" 'BEGIN { printf "%.2f", to - from }')
   echo "$cpu_before $(cpu_seconds "$PID") $(peak_rss_mib "$PID") $seconds" >"$RESULTS/$id-$broker.proc"
   stop_pid "$PID"
