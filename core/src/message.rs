@@ -150,6 +150,15 @@ impl Message {
         Message { exchange: exchange.into(), routing_key: routing_key.into(), properties, body, arrived_at_ms: now_ms() }
     }
 
+    /// Bytes a queued message costs in memory, as the memory high watermark counts them: the
+    /// body, the names and headers, and a fixed estimate for the queue entry, the shared
+    /// `Message` and allocator slack (a 1 KiB message measured about 1.5x its body in RSS).
+    pub fn memory_footprint(&self) -> usize {
+        const BOOKKEEPING: usize = 512;
+        let headers: usize = self.properties.headers.iter().map(|(k, _)| k.len() + 32).sum();
+        self.body.len() + self.exchange.len() + self.routing_key.len() + headers + BOOKKEEPING
+    }
+
     /// Milliseconds of its own expiry (`expiration`, MQTT message expiry) left at `now_ms`:
     /// `None` when it never expires, `Some(0)` when it has expired.
     pub fn remaining_life_ms(&self, now_ms: u64) -> Option<u64> {

@@ -196,7 +196,7 @@ impl Queue {
         let ttl = [self.args.message_ttl_ms, msg.properties.expiration_ms].into_iter().flatten().min();
         let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
         let entry = Entry { seq, msg, stored, redelivered: false, returns: 0, expires_at };
-        self.resources.add_message_bytes(entry.msg.size());
+        self.resources.add_message_bytes(entry.msg.memory_footprint());
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -218,7 +218,7 @@ impl Queue {
     /// Re-inserts a message found in the store at start-up.
     /// Its expiry counts from when the message arrived, not from the restart.
     pub(crate) fn recover(self: &Arc<Self>, seq: u64, msg: Arc<Message>, stored: Arc<StoredBody>) {
-        self.resources.add_message_bytes(msg.size());
+        self.resources.add_message_bytes(msg.memory_footprint());
         let expires_at = self.recovered_deadline(&msg);
         let entry = Entry { seq, msg, stored: Some(stored), redelivered: false, returns: 0, expires_at };
         self.state.lock().push_ready(entry);
@@ -443,7 +443,7 @@ impl Queue {
     fn release(&self, entries: &[Entry], per_entry: bool) -> Vec<Op> {
         let mut ops = Vec::new();
         for entry in entries {
-            self.resources.sub_message_bytes(entry.msg.size());
+            self.resources.sub_message_bytes(entry.msg.memory_footprint());
             let Some(stored) = &entry.stored else { continue };
             if per_entry {
                 ops.push(Op::Dequeue { queue_id: self.spec.id, seq: entry.seq });
