@@ -258,6 +258,9 @@ fn tls_files(cli: &Cli, file: &TlsSection) -> anyhow::Result<Option<junction_tls
     let key = cli.tls_key.clone().or_else(|| file.key.clone());
     match (cert, key) {
         (None, None) => Ok(None),
+        (Some(_), Some(_)) if file.require_client_cert && cli.tls_ca.is_none() && file.ca.is_none() => {
+            anyhow::bail!("[tls] require_client_cert needs a CA to verify client certificates against (--tls-ca or [tls] ca)")
+        }
         (Some(cert_chain), Some(key)) => Ok(Some(junction_tls::TlsFiles {
             cert_chain,
             key,

@@ -124,8 +124,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let adapters = http::Adapters {
-        mqtt: settings.mqtt.is_some().then(|| mqtt.clone()),
-        stomp: settings.stomp.is_some().then(|| stomp.clone()),
+        mqtt: (settings.mqtt.is_some() || settings.mqtts.is_some()).then(|| mqtt.clone()),
+        stomp: (settings.stomp.is_some() || settings.stomps.is_some()).then(|| stomp.clone()),
     };
     tracing::info!(paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo", "HTTP endpoints");
     if let Some(addr) = settings.http {

@@ -90,6 +90,7 @@ impl Broker {
         if broker.vhost(&default_vhost).is_none() {
             broker.add_vhost(&default_vhost);
         }
+        broker.grant_permissions_to_users_of_an_older_store()?;
         if broker.users.read().is_empty() {
             // First start, as RabbitMQ: guest/guest, full permissions on the default vhost.
             broker.put_user("guest", &auth::hash_password("guest"), vec!["administrator".into()])?;
@@ -148,6 +149,23 @@ impl Broker {
         Ok(())
     }
 
+    /// A store from before permissions existed has users but no permission records: every user
+    /// could use every vhost then, so each keeps full permissions on each vhost.
+    fn grant_permissions_to_users_of_an_older_store(&self) -> CoreResult<()> {
+        if self.permissions.records().is_empty() && !self.users.read().is_empty() {
+            let users: Vec<String> = self.users.read().keys().cloned().collect();
+            for user in users {
+                for vhost in self.vhosts.read().keys().cloned().collect::<Vec<_>>() {
+                    let all = ".*".to_string();
+                    let full = PermissionRecord { user: user.clone(), vhost, configure: all.clone(), write: all.clone(), read: all };
+                    self.set_permissions(full)?;
+                }
+            }
+            tracing::info!("store without permissions: existing users keep full access to every vhost");
+        }
+        Ok(())
+    }
+
     /// Sets (replaces) a user's permissions on a vhost, durably.
     pub fn set_permissions(&self, record: PermissionRecord) -> CoreResult<()> {
         self.permissions.set(record.clone())?;
@@ -185,13 +203,13 @@ impl Broker {
     /// Checks a login. The hash is verified on the blocking pool. An address with too many
     /// recent failures is refused without a check.
     pub async fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> CoreResult<User> {
-        if self.connections.login_blocked(peer) {
-            tracing::warn!(%peer, user = name, "login refused: too many failed logins from this address");
+        if self.connections.login_blocked(peer, name) {
+            tracing::warn!(%peer, user = name, "login refused: too many failed logins for this user from this address");
             return Err(CoreError::refused(format!("login refused for user '{name}': too many failed logins")));
         }
         let result = self.check_password(name, password, peer).await;
         if result.is_err() {
-            self.connections.login_failed(peer);
+            self.connections.login_failed(peer, name);
         }
         result
     }
@@ -347,15 +365,24 @@ impl Broker {
             .map_err(internal)?;
         let mut bodies: HashMap<u64, (Arc<Message>, Arc<StoredBody>)> = HashMap::with_capacity(refs.len());
         let mut orphans = Vec::new();
+        let mut undecodable = 0usize;
         self.store
             .scan_bodies(|id, bytes| match (refs.get(&id), Message::decode(bytes)) {
                 (Some(&n), Some(msg)) => {
                     let stored = Arc::new(StoredBody { id, refs: AtomicU32::new(n) });
                     bodies.insert(id, (Arc::new(msg), stored));
                 }
-                _ => orphans.push(Op::DeleteBody { id }),
+                (Some(_), None) => undecodable += 1,
+                (None, _) => orphans.push(Op::DeleteBody { id }),
             })
             .map_err(internal)?;
+        if undecodable > 0 {
+            // Never delete what we cannot read: it may be a newer or older format.
+            return Err(CoreError::internal(format!(
+                "{undecodable} stored messages cannot be decoded (a store written by another version?); \
+                 refusing to start rather than lose them"
+            )));
+        }
         let mut recovered = 0;
         for e in entries {
             match bodies.get(&e.body_id) {

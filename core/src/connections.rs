@@ -1,8 +1,8 @@
 //! Connection limits (total and per user) for every protocol, and the brake on failed logins.
 //!
 //! An adapter asks for a `ConnectionPermit` once it knows who logged in; the permit counts the
-//! connection until it is dropped. Failed logins are counted per source address: after
-//! `MAX_FAILURES` within `FAILURE_WINDOW` that address is refused without a password check for
+//! connection until it is dropped. Failed logins are counted per source address and user: after
+//! `MAX_FAILURES` within `FAILURE_WINDOW` that user is refused from that address without a password check for
 //! the rest of the window (argon2 is deliberately slow, so guessing also costs the broker CPU).
 
 use crate::error::{CoreError, CoreResult, ErrorKind};
@@ -32,7 +32,9 @@ struct Counts {
 pub struct Connections {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// (address, user) -> (window start, failures): per user too, so that clients behind one
+    /// proxy address cannot lock each other out.
+    failures: Mutex<HashMap<(IpAddr, String), (Instant, u32)>>,
 }
 
 /// Counts one open connection until dropped.
@@ -81,19 +83,19 @@ impl Connections {
         self.counts.lock().total
     }
 
-    /// True while `peer` has failed too many logins recently.
-    pub fn login_blocked(&self, peer: IpAddr) -> bool {
+    /// True while `user` has failed too many logins from `peer` recently.
+    pub fn login_blocked(&self, peer: IpAddr, user: &str) -> bool {
         let failures = self.failures.lock();
-        failures.get(&peer).is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+        failures.get(&(peer, user.to_string())).is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
     }
 
-    pub fn login_failed(&self, peer: IpAddr) {
+    pub fn login_failed(&self, peer: IpAddr, user: &str) {
         let mut failures = self.failures.lock();
         if failures.len() > 10_000 {
             // Many addresses: forget the old windows rather than grow without bound.
             failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
         }
-        let entry = failures.entry(peer).or_insert((Instant::now(), 0));
+        let entry = failures.entry((peer, user.to_string())).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= FAILURE_WINDOW {
             *entry = (Instant::now(), 0);
         }
@@ -124,11 +126,12 @@ mod tests {
         let c = Connections::new(ConnectionLimits::default());
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         for _ in 0..MAX_FAILURES - 1 {
-            c.login_failed(peer);
+            c.login_failed(peer, "u");
         }
-        assert!(!c.login_blocked(peer));
-        c.login_failed(peer);
-        assert!(c.login_blocked(peer));
-        assert!(!c.login_blocked("10.1.2.4".parse().unwrap()), "other addresses are not affected");
+        assert!(!c.login_blocked(peer, "u"));
+        c.login_failed(peer, "u");
+        assert!(c.login_blocked(peer, "u"));
+        assert!(!c.login_blocked("10.1.2.4".parse().unwrap(), "u"), "other addresses are not affected");
+        assert!(!c.login_blocked(peer, "v"), "nor other users behind the same address");
     }
 }

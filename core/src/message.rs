@@ -163,7 +163,7 @@ impl Message {
     /// `None` when it never expires, `Some(0)` when it has expired.
     pub fn remaining_life_ms(&self, now_ms: u64) -> Option<u64> {
         let ttl = self.properties.expiration_ms?;
-        Some((self.arrived_at_ms + ttl).saturating_sub(now_ms))
+        Some(self.arrived_at_ms.saturating_add(ttl).saturating_sub(now_ms))
     }
 
     /// Bytes counted against queue length limits and memory alarms.

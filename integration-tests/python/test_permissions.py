@@ -149,3 +149,16 @@ def test_mqtt5_publish_to_a_denied_topic_gets_puback_0x87_and_goes_nowhere(secur
     for c in (pub, watcher):
         c.disconnect()
         c.loop_stop()
+
+
+def test_an_mqtt_will_on_a_denied_topic_refuses_the_connection(secured):
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="will-denied", protocol=mqtt.MQTTv5)
+    c.username_pw_set("limited", "pw")
+    c.will_set("actuators/valve", b"open", qos=1)
+    got, done = {}, threading.Event()
+    c.on_connect = lambda cl, u, flags, rc, props: (got.update(rc=rc), done.set())
+    c.connect("127.0.0.1", secured.mqtt_port)
+    c.loop_start()
+    assert done.wait(WAIT)
+    c.loop_stop()
+    assert got["rc"].value == 0x87

@@ -345,3 +345,30 @@ def test_x_headers_on_send_and_subscribe_declare_queue_arguments(broker):
     ch = broker.connect().channel()
     ok = ch.queue_declare("bounded", durable=True, arguments={"x-max-length": 2, "x-overflow": "drop-head"}, passive=False)
     assert ok.method.queue == "bounded"
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.2"])
+def test_headers_from_other_protocols_cannot_break_stomp_framing(broker, version):
+    c = Client(broker, version)
+    q = "/queue/framing-" + version.replace(".", "")
+    c.subscribe(q)
+    ch = broker.connect().channel()
+    headers = {"content-length": "2", "evil": "a\nb", "destination": "/queue/elsewhere"}
+    ch.basic_publish("", q[len("/queue/"):], b"hello world", pika.BasicProperties(headers=headers))
+    [m] = c.wait_for("messages")
+    assert m.body == "hello world"
+    assert m.headers["destination"] == q
+    if version == "1.2":
+        assert m.headers["evil"] == "a\nb", "1.2 escapes the line break"
+    else:
+        assert "evil" not in m.headers, "1.0 cannot carry it: left out"
+    time.sleep(0.2)
+    assert len(c.messages) == 1 and not c.errors
+
+
+def test_transactions_are_bounded_per_connection(broker):
+    s = raw(broker)
+    s.sendall(b"CONNECT\naccept-version:1.2\n\n\x00")
+    s.sendall(b"".join(b"BEGIN\ntransaction:t%d\n\n\x00" % i for i in range(65)))
+    data = read_frames(s)
+    assert b"message:Too many transactions" in data, data[-300:]

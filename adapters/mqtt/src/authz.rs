@@ -26,9 +26,15 @@ pub fn may_publish(access: &Access, topic: &str) -> CoreResult<()> {
 
 /// A plain subscription binds the session queue to `amq.topic`; `$share/g/f` declares, binds
 /// and consumes the group's queue; `$queue/q` consumes queue `q`.
-pub fn may_subscribe(access: &Access, filter: &str, session_queue: &str) -> CoreResult<()> {
+pub fn may_subscribe(access: &Access, vhost: &VHost, filter: &str, session_queue: &str) -> CoreResult<()> {
     match direct_queue(filter) {
-        Some((queue, None)) => access.check(Op::Read, Resource::Queue(&queue)),
+        Some((queue, None)) => {
+            // A missing queue is declared (durable) by the subscription: that is configuring.
+            if vhost.queue(&queue).is_none() {
+                access.check(Op::Configure, Resource::Queue(&queue))?;
+            }
+            access.check(Op::Read, Resource::Queue(&queue))
+        }
         Some((queue, Some(inner))) => {
             access.check(Op::Configure, Resource::Queue(&queue))?;
             may_bind(access, &queue, &inner)?;

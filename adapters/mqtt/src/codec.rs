@@ -98,7 +98,7 @@ impl Decoder for Framing {
             // The codec takes a packet's fixed header off the buffer before the rest has
             // arrived; hold a (size-checked) CONNECT back until it is whole, to inspect it.
             match whole_packet_len(src) {
-                Some(len) if len > src.len() && len - 5 <= self.max_inbound as usize => {
+                Some(len) if len > src.len() && len.saturating_sub(5) <= self.max_inbound as usize => {
                     src.reserve(len - src.len());
                     return Ok(None);
                 }

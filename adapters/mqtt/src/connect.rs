@@ -150,6 +150,13 @@ where
             return refuse(reason::NOT_AUTHORIZED).await;
         }
     };
+    if let Some(will) = &c.will {
+        // The will is published later on this client's behalf: it needs the same right now.
+        if let Err(e) = crate::authz::may_publish(&access, &will.topic) {
+            tracing::warn!(%peer, client = %id, reason = %e.message, "MQTT will refused");
+            return refuse(reason::NOT_AUTHORIZED).await;
+        }
+    }
     let permit = match mqtt.broker.admit_connection(&user) {
         Ok(permit) => permit,
         Err(e) => {

@@ -310,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !valid_filter(filter) {
             return Err(reason::TOPIC_FILTER_INVALID);
         }
-        if let Err(e) = crate::authz::may_subscribe(&self.client.access, filter, self.client.queue.name()) {
+        if let Err(e) = crate::authz::may_subscribe(&self.client.access, &self.client.vhost, filter, self.client.queue.name()) {
             tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT subscribe refused");
             return Err(reason::NOT_AUTHORIZED);
         }

@@ -92,7 +92,7 @@ pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
     let props = PublishProps {
         payload_utf8: h.get(PAYLOAD_FORMAT_HEADER).and_then(Value::as_i64) == Some(1),
         // The interval left, as MQTT-3.3.2-6 asks when forwarding.
-        expiry_secs: msg.remaining_life_ms(now_ms()).map(|ms| ms.div_ceil(1000) as u32),
+        expiry_secs: msg.remaining_life_ms(now_ms()).map(|ms| ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32),
         content_type: msg.properties.content_type.clone(),
         response_topic: msg.properties.reply_to.clone(),
         correlation_data: msg.properties.correlation_id.clone(),

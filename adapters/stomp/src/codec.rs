@@ -139,12 +139,18 @@ impl StompCodec {
         out.put_slice(frame.command.as_bytes());
         out.put_u8(b'\n');
         for (name, value) in &frame.headers {
+            // The body's real length is written below; a header this version cannot carry
+            // intact (a line break unescaped, CR before 1.2, a colon in an unescaped name) is
+            // left out rather than let it forge header lines.
+            if name == "content-length" || !representable(name, value, escaped, v12) {
+                continue;
+            }
             put_header_text(out, name, escaped, v12);
             out.put_u8(b':');
             put_header_text(out, value, escaped, v12);
             out.put_u8(b'\n');
         }
-        if !frame.body.is_empty() && frame.header("content-length").is_none() {
+        if !frame.body.is_empty() {
             out.put_slice(format!("content-length:{}\n", frame.body.len()).as_bytes());
         }
         out.put_u8(b'\n');
@@ -264,6 +270,16 @@ fn header_text(raw: &[u8], escaped: bool, v12: bool) -> Result<String, CodecErro
         });
     }
     Ok(out)
+}
+
+fn representable(name: &str, value: &str, escaped: bool, v12: bool) -> bool {
+    let has = |c: char| name.contains(c) || value.contains(c);
+    match (escaped, v12) {
+        (true, true) => true,
+        // 1.1 escapes LF, colon and backslash, but not CR.
+        (true, false) => !has('\r'),
+        (false, _) => !has('\n') && !has('\r') && !name.contains(':'),
+    }
 }
 
 fn put_header_text(out: &mut BytesMut, text: &str, escaped: bool, v12: bool) {

@@ -55,6 +55,11 @@ pub fn add_properties(mut frame: Frame, p: &Properties) -> Frame {
     add("app-id", p.app_id.clone());
     add("cluster-id", p.cluster_id.clone());
     for (name, value) in p.headers.iter() {
+        // A header another protocol set under a frame-only name (content-length, destination,
+        // ...) must not steer the client's framing or routing.
+        if FRAME_ONLY.contains(&name) {
+            continue;
+        }
         if let Some(text) = header_text(value) {
             frame.headers.push((name.to_string(), text));
         }

@@ -22,16 +22,23 @@ pub struct ReceiptDone {
     disconnect: bool,
 }
 
+/// Bounds on what transactions may hold back per connection.
+const MAX_TRANSACTIONS: usize = 64;
+const MAX_TRANSACTION_FRAMES: usize = 100_000;
+const MAX_TRANSACTION_BYTES: usize = 64 * 1024 * 1024;
+
 /// Frames held back until COMMIT.
 #[derive(Default)]
 pub struct Transaction {
     frames: Vec<Frame>,
+    bytes: usize,
 }
 
 impl Conn {
     pub fn on_send(&mut self, f: &Frame) -> FrameResult {
-        if let Some(tx) = f.header("transaction") {
-            self.transaction(tx)?.frames.push(f.clone());
+        if f.header("transaction").is_some() {
+            self.has_published = true;
+            self.hold_in_transaction(f)?;
             return self.receipt_after(f, Vec::new());
         }
         let stored = self.publish(f)?;
@@ -60,8 +67,12 @@ impl Conn {
     }
 
     /// `/queue/q` declares a durable queue on first use (RabbitMQ's STOMP semantics), with the
-    /// frame's `x-*` headers as queue arguments.
+    /// frame's `x-*` headers as queue arguments. An existing queue is used as it is, without
+    /// taking the vhost's write lock on every SEND.
     pub fn declare_named_queue(&self, name: &str, f: &Frame) -> FrameResult {
+        if self.session.vhost.queue(name).is_some() {
+            return Ok(());
+        }
         self.session.access.check(Op::Configure, Resource::Queue(name))?;
         let arguments = crate::subscribe::queue_arguments(f);
         let declare = QueueDeclare { name: name.to_string(), durable: true, arguments, ..Default::default() };
@@ -119,6 +130,9 @@ impl Conn {
         if self.transactions.contains_key(&name) {
             return Err(StompError::new("Bad transaction", &format!("Transaction {name} already active")));
         }
+        if self.transactions.len() >= MAX_TRANSACTIONS {
+            return Err(StompError::new("Too many transactions", &format!("At most {MAX_TRANSACTIONS} open transactions per connection")));
+        }
         self.transactions.insert(name, Transaction::default());
         self.receipt_after(f, Vec::new())
     }
@@ -143,10 +157,19 @@ impl Conn {
         self.receipt_after(f, Vec::new())
     }
 
-    /// An ACK or NACK inside a transaction waits for COMMIT.
+    /// A SEND, ACK or NACK inside a transaction waits for COMMIT (within bounds: held frames
+    /// are memory the alarms do not see).
     pub fn hold_in_transaction(&mut self, f: &Frame) -> Result<bool, StompError> {
         let Some(name) = f.header("transaction") else { return Ok(false) };
-        self.transaction(name)?.frames.push(f.clone());
+        let tx = self.transaction(name)?;
+        if tx.frames.len() >= MAX_TRANSACTION_FRAMES || tx.bytes + f.body.len() > MAX_TRANSACTION_BYTES {
+            return Err(StompError::new(
+                "Transaction too large",
+                &format!("A transaction holds at most {MAX_TRANSACTION_FRAMES} frames and {MAX_TRANSACTION_BYTES} body bytes"),
+            ));
+        }
+        tx.bytes += f.body.len();
+        tx.frames.push(f.clone());
         Ok(true)
     }
 }

@@ -64,6 +64,7 @@ impl Conn {
         let vhost = self.session.vhost.clone();
         let (exchange, key) = match d {
             Destination::Queue(name) => {
+                self.session.access.check(Op::Read, Resource::Queue(name))?;
                 self.declare_named_queue(name, f)?;
                 return Ok(vhost.queue_for(name, self.connection_id)?);
             }
@@ -83,6 +84,7 @@ impl Conn {
         let access = &self.session.access;
         access.check(Op::Configure, Resource::Queue(&name))?;
         access.check(Op::Write, Resource::Queue(&name))?;
+        access.check(Op::Read, Resource::Queue(&name))?;
         access.check(Op::Read, Resource::Exchange(exchange))?;
         access.check_topic(Op::Read, exchange, key)?;
         let declare = QueueDeclare {

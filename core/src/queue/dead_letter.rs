@@ -26,6 +26,8 @@ impl Queue {
 /// A copy of `msg` carrying its death record, addressed to the dead-letter exchange.
 fn dead_lettered(msg: &Message, queue: &str, reason: DropReason, exchange: &str, routing_key: &str) -> Message {
     let mut letter = msg.clone();
+    // A new life in the dead-letter queue: its TTL counts from now, also after a restart.
+    letter.arrived_at_ms = crate::message::now_ms();
     let expiration = letter.properties.expiration_ms.take();
     record_death(&mut letter.properties.headers, msg, queue, reason, expiration);
     letter.exchange = exchange.to_string();

@@ -230,7 +230,7 @@ impl Queue {
 
     fn recovered_deadline(&self, msg: &Message) -> Option<Instant> {
         let ttl = [self.args.message_ttl_ms, msg.properties.expiration_ms].into_iter().flatten().min()?;
-        let left = (msg.arrived_at_ms + ttl).saturating_sub(crate::message::now_ms());
+        let left = msg.arrived_at_ms.saturating_add(ttl).saturating_sub(crate::message::now_ms());
         Some(Instant::now() + Duration::from_millis(left))
     }
 
