@@ -296,9 +296,17 @@ def test_a_durable_topic_subscription_keeps_messages_across_a_disconnect_and_kil
     receipt = "end-sub"
     back.conn.unsubscribe("ops-alerts", headers={"durable": "true", "receipt": receipt})
     back.wait_for_receipt(receipt)
-    amqp = broker.connect().channel()
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
-        amqp.queue_declare("stomp-subscription-ops-alerts", passive=True)
+    pub = Client(broker)  # the first publisher went with the restart
+    pub.send("/topic/alerts.net", "after the end", persistent="true")
+    again = Client(broker)
+    again.subscribe("/topic/alerts.#", sub_id="ops-alerts", ack="client-individual", **durable)
+    time.sleep(0.5)
+    assert again.messages == [], "the durable subscription's queue went with UNSUBSCRIBE durable:true"
+    other = Client(broker)  # another subscription id on the same topic has its own queue
+    other.subscribe("/topic/alerts.#", sub_id="other", **durable)
+    pub.send("/topic/alerts.net", "to both", persistent="true")
+    assert [m.body for m in again.wait_for("messages")] == ["to both"]
+    assert [m.body for m in other.wait_for("messages")] == ["to both"]
 
 
 def test_temp_queue_replies_reach_the_requester(broker):

@@ -78,7 +78,7 @@ impl Conn {
         let durable = f.header("durable").or(f.header("persistent")) == Some("true");
         let name = match f.header("x-queue-name") {
             Some(name) => name.to_string(),
-            None if durable => format!("stomp-subscription-{id}"),
+            None if durable => durable_queue_name(&self.session.user.name, d, id),
             None => format!("stomp-subscription-{}", Alphanumeric.sample_string(&mut rand::rng(), 22)),
         };
         let access = &self.session.access;
@@ -229,6 +229,19 @@ impl Conn {
     }
 }
 
+/// The queue of a durable subscription: the id the client chose, plus a stable hash of the
+/// user and the destination, so that two users (or two topics) with the same id (stomp.js
+/// numbers its subscriptions `sub-0`, `sub-1`, ...) never share a queue. FNV-1a, because the
+/// name must stay the same across restarts and Rust versions.
+fn durable_queue_name(user: &str, d: &Destination, id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let (exchange, key) = d.publish_target();
+    for byte in [user, exchange, key].join("\0").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("stomp-subscription-{id}-{hash:016x}")
+}
+
 /// `x-*` headers of a SUBSCRIBE or SEND that are queue arguments (numbers where RabbitMQ
 /// expects them).
 pub fn queue_arguments(f: &Frame) -> Table {
@@ -245,4 +258,20 @@ pub fn queue_arguments(f: &Frame) -> Table {
         args.insert(name, v);
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_queue_names_differ_by_user_and_destination_and_stay_stable() {
+        let topic = Destination::Topic("alerts.#".into());
+        let a = durable_queue_name("alice", &topic, "sub-0");
+        assert_eq!(a, durable_queue_name("alice", &topic, "sub-0"));
+        assert!(a.starts_with("stomp-subscription-sub-0-"));
+        assert_ne!(a, durable_queue_name("bob", &topic, "sub-0"));
+        assert_ne!(a, durable_queue_name("alice", &Destination::Topic("news.#".into()), "sub-0"));
+        assert_eq!(durable_queue_name("", &Destination::Topic("".into()), "x"), "stomp-subscription-x-83cf66512be51263");
+    }
 }
