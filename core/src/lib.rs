@@ -10,6 +10,7 @@ pub mod connections;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod net;
 pub mod permissions;
 pub mod persist;
 pub mod queue;

@@ -173,7 +173,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return Ok(());
         }
         let out = std::mem::take(&mut self.session.out);
-        self.writer.write_all(&out).await.map_err(|_| End::Gone)?;
+        junction_core::net::write_all(&mut self.writer, &out).await.map_err(|_| End::Gone)?;
         self.last_write = Instant::now();
         let mut out = out;
         out.clear();

@@ -15,7 +15,7 @@ use junction_core::{ConsumerEvent, Delivery, QueueDeclare, Table};
 use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -49,7 +49,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut alarm = self.client.mqtt.broker.resources().alarm();
         loop {
             if !self.client.out.is_empty() {
-                if self.writer.write_all(&self.client.out).await.is_err() {
+                if junction_core::net::write_all(&mut self.writer, &self.client.out).await.is_err() {
                     return End::Abnormal;
                 }
                 self.client.out.clear();
@@ -86,7 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     let framing = self.reader.decoder_mut();
                     self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: None });
                 }
-                let _ = self.writer.write_all(&self.client.out).await;
+                let _ = junction_core::net::write_all(&mut self.writer, &self.client.out).await;
                 self.client.out.clear();
                 return close.end;
             }

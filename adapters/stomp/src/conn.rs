@@ -115,7 +115,7 @@ where
         Err((error, receipt)) => {
             let mut out = BytesMut::new();
             reader.decoder().encode_frame(&error.into_frame(receipt.as_deref()), &mut out);
-            let _ = wr.write_all(&out).await;
+            let _ = junction_core::net::write_all(&mut wr, &out).await;
             let _ = wr.shutdown().await;
             drain_until_closed(reader.into_inner()).await;
             return;
@@ -217,7 +217,7 @@ impl Conn {
         let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
         loop {
             if !self.out.is_empty() {
-                if wr.write_all(&self.out).await.is_err() {
+                if junction_core::net::write_all(wr, &self.out).await.is_err() {
                     return;
                 }
                 self.out.clear();
