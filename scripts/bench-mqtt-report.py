@@ -6,37 +6,13 @@ CPU seconds before and after the bench command, its peak RSS and the command's w
 BENCH_TARGETS ("id:broker:ratio ...": Junction should deliver at least ratio x broker's rate).
 """
 
-import json
 import os
-import sys
+
+from bench_report import (DURATION, INFLIGHT, SCENARIOS, SIZE, latency, load_all, print_detail_rows,
+                          print_targets, ratio)
 
 BROKERS = [("junction", "Junction"), ("mosquitto", "Mosquitto"), ("rabbitmq", "RabbitMQ")]
-RESULTS = os.environ["BENCH_RESULTS"]
-DURATION = os.environ["BENCH_DURATION"]
-SIZE = int(os.environ["BENCH_SIZE"])
-INFLIGHT = int(os.environ["BENCH_INFLIGHT"])
 QUEUED = int(os.environ["BENCH_QUEUED"])
-TARGETS = [t.split(":") for t in os.environ.get("BENCH_TARGETS", "").split()]
-SCENARIOS = [s.split("|", 2) for s in sys.argv[1:]]
-
-
-def load(sid, broker):
-    summary = json.load(open(f"{RESULTS}/{sid}-{broker}.json"))
-    before, after, rss, wall = map(float, open(f"{RESULTS}/{sid}-{broker}.proc").read().split())
-    summary["cpu"] = (after - before) / wall * 100
-    summary["rss"] = rss
-    totals = summary["totals"]
-    copies = totals["published"] * summary["subscribers"]
-    summary["delivered_share"] = totals["consumed"] / copies if copies else float("nan")
-    return summary
-
-
-def latency(s):
-    return f'{s["latency_ms"]["p50"]:.2f} / {s["latency_ms"]["p99"]:.2f}'
-
-
-def ratio(a, b):
-    return a / b if b else float("nan")
 
 
 def settings():
@@ -67,17 +43,6 @@ def main_table(runs):
         print(f"| ({sid}) {title} | {rates} | {ratios} | {latencies} |")
 
 
-def targets(runs):
-    if not TARGETS:
-        return
-    print("\nTargets (Junction's delivered msg/s against the other broker's):\n")
-    titles = {sid: title for sid, title, _ in SCENARIOS}
-    for sid, broker, wanted in TARGETS:
-        got = ratio(runs[sid]["junction"]["consumed_per_s"], runs[sid][broker]["consumed_per_s"])
-        verdict = "met" if got >= float(wanted) else "missed"
-        print(f"- ({sid}) {titles[sid]}: {got:.2f}x {dict(BROKERS)[broker]}, target at least {wanted}x: **{verdict}**")
-
-
 def detail_table(runs):
     print("\nPublished rates (written to the socket: a broker that reads slowly leaves messages in the")
     print("kernel's buffers) and acknowledged ones (PUBACK); the share of the published messages' copies")
@@ -86,12 +51,7 @@ def detail_table(runs):
     print("generator ran, connecting and draining included (100% = one core), and its peak resident memory:\n")
     print("| scenario | broker | published/s | acked/s | delivered/s | delivered | p95 ms | max ms | broker CPU | peak RSS |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for sid, _, _ in SCENARIOS:
-        for broker, _ in BROKERS:
-            s = runs[sid][broker]
-            print(f'| ({sid}) | {broker} | {s["published_per_s"]:,.0f} | {s["confirmed_per_s"]:,.0f} | '
-                  f'{s["consumed_per_s"]:,.0f} | {s["delivered_share"]:.1%} | {s["latency_ms"]["p95"]:.2f} | '
-                  f'{s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% | {s["rss"]:,.0f} MiB |')
+    print_detail_rows(runs, BROKERS)
     print("""
 Without --rate the publishers send as fast as they can. In (a) a hundred of them outrun the one
 subscriber on every broker: the latency there is mostly time spent queued, and how much is
@@ -122,10 +82,10 @@ def commands():
 
 
 def main():
-    runs = {sid: {b: load(sid, b) for b, _ in BROKERS} for sid, _, _ in SCENARIOS}
+    runs = load_all(BROKERS, lambda s: s["subscribers"])
     settings()
     main_table(runs)
-    targets(runs)
+    print_targets(runs, BROKERS, "Targets (Junction's delivered msg/s against the other broker's):")
     detail_table(runs)
     commands()
 

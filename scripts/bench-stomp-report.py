@@ -7,37 +7,13 @@ BENCH_DURATION, BENCH_SIZE, BENCH_INFLIGHT, BENCH_PREFETCH and BENCH_TARGETS ("i
 ...": Junction should deliver at least ratio x broker's rate).
 """
 
-import json
 import os
-import sys
+
+from bench_report import (DURATION, INFLIGHT, SCENARIOS, SIZE, latency, load_all, print_detail_rows,
+                          print_targets, ratio)
 
 BROKERS = [("junction", "Junction"), ("rabbitmq", "RabbitMQ")]
-RESULTS = os.environ["BENCH_RESULTS"]
-DURATION = os.environ["BENCH_DURATION"]
-SIZE = int(os.environ["BENCH_SIZE"])
-INFLIGHT = int(os.environ["BENCH_INFLIGHT"])
 PREFETCH = int(os.environ["BENCH_PREFETCH"])
-TARGETS = [t.split(":") for t in os.environ.get("BENCH_TARGETS", "").split()]
-SCENARIOS = [s.split("|", 2) for s in sys.argv[1:]]
-
-
-def load(sid, broker):
-    summary = json.load(open(f"{RESULTS}/{sid}-{broker}.json"))
-    before, after, rss, wall = map(float, open(f"{RESULTS}/{sid}-{broker}.proc").read().split())
-    summary["cpu"] = (after - before) / wall * 100
-    summary["rss"] = rss
-    totals = summary["totals"]
-    # A queue's subscribers share its messages: every message is delivered once.
-    summary["delivered_share"] = totals["consumed"] / totals["published"] if totals["published"] else float("nan")
-    return summary
-
-
-def latency(s):
-    return f'{s["latency_ms"]["p50"]:.2f} / {s["latency_ms"]["p99"]:.2f}'
-
-
-def ratio(a, b):
-    return a / b if b else float("nan")
 
 
 def main_table(runs):
@@ -52,29 +28,13 @@ def main_table(runs):
               f'{ratio(j["consumed_per_s"], r["consumed_per_s"]):.2f}x | {latency(j)} | {latency(r)} |')
 
 
-def targets(runs):
-    if not TARGETS:
-        return
-    print("\nTargets (Junction's consumed msg/s against RabbitMQ's):\n")
-    titles = {sid: title for sid, title, _ in SCENARIOS}
-    for sid, broker, wanted in TARGETS:
-        got = ratio(runs[sid]["junction"]["consumed_per_s"], runs[sid][broker]["consumed_per_s"])
-        verdict = "met" if got >= float(wanted) else "missed"
-        print(f"- ({sid}) {titles[sid]}: {got:.2f}x {dict(BROKERS)[broker]}, target at least {wanted}x: **{verdict}**")
-
-
 def detail_table(runs):
     print("\nPublished rates (written to the socket), RECEIPTs per second, the share of the published")
     print("messages consumed by the end (publishing, then up to 5 s of draining), the broker's CPU use")
     print("while the generator ran (100% = one core) and its peak resident memory:\n")
     print("| scenario | broker | published/s | receipts/s | consumed/s | consumed | p95 ms | max ms | broker CPU | peak RSS |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for sid, _, _ in SCENARIOS:
-        for broker, _ in BROKERS:
-            s = runs[sid][broker]
-            print(f'| ({sid}) | {broker} | {s["published_per_s"]:,.0f} | {s["confirmed_per_s"]:,.0f} | '
-                  f'{s["consumed_per_s"]:,.0f} | {s["delivered_share"]:.1%} | {s["latency_ms"]["p95"]:.2f} | '
-                  f'{s["latency_ms"]["max"]:.2f} | {s["cpu"]:.0f}% | {s["rss"]:,.0f} MiB |')
+    print_detail_rows(runs, BROKERS)
     print("""
 Without receipts the publisher sends as fast as the broker reads: where it outruns the subscriber
 the queue grows and the latency is mostly time spent queued, so compare consumed msg/s there.
@@ -99,9 +59,10 @@ def commands():
 
 
 def main():
-    runs = {sid: {b: load(sid, b) for b, _ in BROKERS} for sid, _, _ in SCENARIOS}
+    # A queue's subscribers share its messages: each is delivered once.
+    runs = load_all(BROKERS, lambda s: 1)
     main_table(runs)
-    targets(runs)
+    print_targets(runs, BROKERS, "Targets (Junction's consumed msg/s against RabbitMQ's):")
     detail_table(runs)
     commands()
 
