@@ -145,12 +145,6 @@ EOF
   fi
 }
 
-cleanup() {
-  stop_pid "${PID:-}"
-  [ -n "${EPMD_WAS_RUNNING:-}" ] || epmd -kill >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-
 main() {
   cd "$(dirname "$0")/.."
   DURATION=${BENCH_DURATION:-15}
@@ -161,7 +155,7 @@ main() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench.XXXXXX")
   RESULTS=$WORK/results
   mkdir -p "$RESULTS"
-  trap cleanup EXIT
+  trap cleanup_bench_run EXIT
   trap 'exit 130' INT TERM
   check_idle
   local scenario id flags broker

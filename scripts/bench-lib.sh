@@ -192,3 +192,12 @@ wait_for_quiet_machine() {
   done
   echo "warning: the machine is still busy (CPU ${busy}%): measuring anyway" >&2
 }
+
+# The EXIT trap of a comparison run: stops the broker under test ($PID), the private epmd (unless
+# one ran before: $EPMD_WAS_RUNNING), releases the bench lock and removes the run's $WORK dir.
+cleanup_bench_run() {
+  stop_pid "${PID:-}"
+  [ -n "${EPMD_WAS_RUNNING:-}" ] || epmd -kill >/dev/null 2>&1 || true
+  release_bench_lock
+  rm -rf "$WORK"
+}

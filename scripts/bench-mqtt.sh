@@ -140,13 +140,6 @@ write_section() {
   replace_section docs/benchmarks.md "## MQTT" "$section"
 }
 
-cleanup() {
-  stop_pid "${PID:-}"
-  [ -n "${EPMD_WAS_RUNNING:-}" ] || epmd -kill >/dev/null 2>&1 || true
-  release_bench_lock
-  rm -rf "$WORK"
-}
-
 main() {
   DURATION=${BENCH_DURATION:-15}
   build_junction
@@ -158,7 +151,7 @@ main() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-mqtt.XXXXXX")
   RESULTS=$WORK/results
   mkdir -p "$RESULTS"
-  trap cleanup EXIT
+  trap cleanup_bench_run EXIT
   trap 'exit 130' INT TERM
   hold_bench_lock
   check_idle
