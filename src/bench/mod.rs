@@ -38,6 +38,32 @@ pub enum BenchCommand {
     Stomp(stomp::StompArgs),
 }
 
+/// How long and how fast every load generator publishes, and how it reports.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Total publish rate in messages per second over all publishers (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to publish for (0 = no time limit; then --count must be set).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Messages to publish in total, shared out over the publishers (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.duration == 0 && self.count == 0 {
+            anyhow::bail!("--duration 0 needs --count, or the run never ends");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct AmqpArgs {
     /// Broker URL.
@@ -73,24 +99,14 @@ pub struct AmqpArgs {
     /// Publish to a fanout exchange bound to one queue per consumer.
     #[arg(long)]
     pub fanout: bool,
-    /// Total publish rate in messages per second over all publishers (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
-    /// Seconds to publish for (0 = no time limit; then --count must be set).
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Messages to publish in total, shared out over the publishers (0 = no limit).
-    #[arg(long, default_value_t = 0)]
-    pub count: u64,
     /// basic.qos prefetch count per consumer.
     #[arg(long, default_value_t = 200)]
     pub prefetch: u16,
     /// Acknowledge every N deliveries with one multiple ack (1 = ack each delivery).
     #[arg(long, default_value_t = 1)]
     pub multi_ack: u64,
-    /// Print the final summary as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// Runs a bench subcommand to completion on its own runtime.
@@ -128,9 +144,7 @@ impl AmqpSettings {
 }
 
 fn validate(args: &AmqpArgs) -> anyhow::Result<()> {
-    if args.duration == 0 && args.count == 0 {
-        anyhow::bail!("--duration 0 needs --count, or the run never ends");
-    }
+    args.load.check()?;
     if args.publishers == 0 && args.consumers == 0 {
         anyhow::bail!("nothing to do: --publishers 0 and --consumers 0");
     }
@@ -159,7 +173,7 @@ async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
     let publishers = publisher::start_all(&args, target, &stats, epoch, publishers_rx).await?;
 
     let started = Instant::now();
-    let run_end = RunEnd { duration: args.duration, publishers: args.publishers };
+    let run_end = RunEnd { duration: args.load.duration, publishers: args.publishers };
     run_end.wait(&stats, started).await;
     let window = stats.snapshot();
     let elapsed = started.elapsed();
@@ -173,7 +187,7 @@ async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
         errors.push(e.context("cleaning up"));
     }
     let summary = Summary::new(AmqpSettings::of(&args), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.json)?;
+    summary.print(args.load.json)?;
     first_error(errors)
 }
 

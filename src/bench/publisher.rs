@@ -57,7 +57,7 @@ pub async fn start_all(
 ) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
     let mut publishers = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        let limit = share(args.count, args.publishers, i);
+        let limit = share(args.load.count, args.publishers, i);
         publishers.push(Publisher::connect(args, limit, target.clone(), stats.clone(), epoch, stop.clone()).await?);
     }
     Ok(publishers.into_iter().map(|p| tokio::spawn(p.run())).collect())
@@ -94,7 +94,7 @@ impl Publisher {
         let (size, confirm) = (args.size, args.confirm);
         let shot = Arc::new(Shot { channel, target, properties, size, confirm, epoch, stats });
         let window = if args.confirm { args.inflight } else { WRITE_WINDOW };
-        let pacer = Pacer::new(args.rate, args.publishers);
+        let pacer = Pacer::new(args.load.rate, args.publishers);
         Ok(Publisher { connection, shot, window, limit, pacer, stop })
     }
 

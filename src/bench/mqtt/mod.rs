@@ -10,7 +10,7 @@ mod publisher;
 mod subscriber;
 
 use super::stats::{Stats, Summary};
-use super::{first_error, join_tasks, latency, RunEnd};
+use super::{first_error, join_tasks, latency, LoadArgs, RunEnd};
 use clap::Args;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use serde::Serialize;
@@ -57,18 +57,8 @@ pub struct MqttArgs {
     /// Unacknowledged QoS 1/2 publishes each publisher may have outstanding.
     #[arg(long, default_value_t = 64)]
     pub inflight: u16,
-    /// Total publish rate in messages per second over all publishers (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
-    /// Seconds to publish for (0 = no time limit; then --count must be set).
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Messages to publish in total, shared out over the publishers (0 = no limit).
-    #[arg(long, default_value_t = 0)]
-    pub count: u64,
-    /// Print the final summary as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// What every client of one run shares.
@@ -119,15 +109,13 @@ impl MqttSettings {
             size: args.size,
             qos: args.qos,
             inflight: args.inflight,
-            rate: args.rate,
+            rate: args.load.rate,
         }
     }
 }
 
 fn validate(args: &MqttArgs) -> anyhow::Result<()> {
-    if args.duration == 0 && args.count == 0 {
-        anyhow::bail!("--duration 0 needs --count, or the run never ends");
-    }
+    args.load.check()?;
     if args.publishers == 0 && args.subscribers == 0 {
         anyhow::bail!("nothing to do: --publishers 0 and --subscribers 0");
     }
@@ -161,7 +149,7 @@ pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let args = &run.args;
-    RunEnd { duration: args.duration, publishers: args.publishers }.wait(&stats, started).await;
+    RunEnd { duration: args.load.duration, publishers: args.publishers }.wait(&stats, started).await;
     let window = stats.snapshot();
     let elapsed = started.elapsed();
     let _ = stop_publishers.send(true);
@@ -172,7 +160,7 @@ pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
     let (histogram, subscriber_errors) = latency::join_receivers(subscribers, "subscriber").await;
     errors.extend(subscriber_errors);
     let summary = Summary::new(MqttSettings::of(args), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.json)?;
+    summary.print(args.load.json)?;
     first_error(errors)
 }
 

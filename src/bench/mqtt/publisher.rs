@@ -55,8 +55,8 @@ impl Publisher {
         let (client, eventloop) = connect(run.options(&format!("p{index}")), REQUESTS).await?;
         let window = (run.qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(run.args.inflight.into())));
         let args = &run.args;
-        let limit = share(args.count, args.publishers, index);
-        let pacer = Pacer::new(args.rate, args.publishers);
+        let limit = share(args.load.count, args.publishers, index);
+        let pacer = Pacer::new(args.load.rate, args.publishers);
         Ok((Publisher { client, run, window, limit, pacer }, eventloop))
     }
 

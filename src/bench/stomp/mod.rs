@@ -14,7 +14,7 @@ mod publisher;
 mod subscriber;
 
 use super::stats::{Stats, Summary};
-use super::{first_error, join_tasks, latency, RunEnd};
+use super::{first_error, join_tasks, latency, LoadArgs, RunEnd};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::sync::Arc;
@@ -96,18 +96,8 @@ pub struct StompArgs {
     /// SUBSCRIBE's `prefetch-count` (RabbitMQ's header; 0: not sent).
     #[arg(long, default_value_t = 200)]
     pub prefetch: u32,
-    /// Total publish rate in messages per second over all publishers (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
-    /// Seconds to publish for (0 = no time limit; then --count must be set).
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Messages to publish in total, shared out over the publishers (0 = no limit).
-    #[arg(long, default_value_t = 0)]
-    pub count: u64,
-    /// Print the final summary as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// What every client of one run shares.
@@ -147,16 +137,14 @@ impl StompSettings {
             inflight: args.inflight,
             ack: args.ack,
             prefetch: args.prefetch,
-            rate: args.rate,
+            rate: args.load.rate,
             destination: run.destination.clone(),
         }
     }
 }
 
 fn validate(args: &StompArgs) -> anyhow::Result<()> {
-    if args.duration == 0 && args.count == 0 {
-        anyhow::bail!("--duration 0 needs --count, or the run never ends");
-    }
+    args.load.check()?;
     if args.publishers == 0 && args.subscribers == 0 {
         anyhow::bail!("nothing to do: --publishers 0 and --subscribers 0");
     }
@@ -195,7 +183,7 @@ pub async fn run(args: StompArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let args = &run.args;
-    RunEnd { duration: args.duration, publishers: args.publishers }.wait(&stats, started).await;
+    RunEnd { duration: args.load.duration, publishers: args.publishers }.wait(&stats, started).await;
     let window = stats.snapshot();
     let elapsed = started.elapsed();
     let _ = stop_publishers.send(true);
@@ -205,7 +193,7 @@ pub async fn run(args: StompArgs) -> anyhow::Result<()> {
     let (histogram, subscriber_errors) = latency::join_receivers(subscribers, "subscriber").await;
     errors.extend(subscriber_errors);
     let summary = Summary::new(StompSettings::of(&run), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.json)?;
+    summary.print(args.load.json)?;
     first_error(errors)
 }
 

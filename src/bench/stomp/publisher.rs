@@ -56,8 +56,8 @@ impl Publisher {
         let (reader, writer) = connection::open(&run).await?;
         let args = &run.args;
         let window = args.receipts.then(|| Arc::new(Semaphore::new(args.inflight)));
-        let limit = share(args.count, args.publishers, index);
-        let pacer = Pacer::new(args.rate, args.publishers);
+        let limit = share(args.load.count, args.publishers, index);
+        let pacer = Pacer::new(args.load.rate, args.publishers);
         Ok((Publisher { writer, run, window, limit, pacer, sent: 0 }, reader))
     }
 
@@ -106,7 +106,7 @@ impl Publisher {
     /// waiting (none when paced), and writes them out.
     async fn publish_batch(&mut self) -> anyhow::Result<()> {
         self.queue_send();
-        let paced = self.run.args.rate > 0;
+        let paced = self.run.args.load.rate > 0;
         let mut batch = 1;
         while !paced && batch < BATCH_FRAMES && self.writer.queued() < BATCH_BYTES {
             if self.limit.is_some_and(|limit| self.sent >= limit) {
