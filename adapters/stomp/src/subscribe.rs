@@ -217,13 +217,13 @@ impl Conn {
             vec![tag]
         };
         let requeue = f.header("requeue") != Some("false");
-        for t in tags {
-            let u = self.unacked.remove(&t).expect("listed above");
-            if ack {
-                u.queue.ack(&[u.seq]);
-            } else {
-                u.queue.reject(&[u.seq], requeue);
-            }
+        // One subscription consumes one queue: settle its messages with one call (one lock).
+        let queue = self.unacked[&tag].queue.clone();
+        let seqs: Vec<u64> = tags.iter().map(|t| self.unacked.remove(t).expect("listed above").seq).collect();
+        if ack {
+            queue.ack(&seqs);
+        } else {
+            queue.reject(&seqs, requeue);
         }
         Ok(())
     }
