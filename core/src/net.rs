@@ -1,7 +1,8 @@
 //! Socket helpers every protocol adapter uses.
 
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// A client that accepts none of our bytes for this long is treated as gone: without a bound, a
 /// client that stops reading would hold its connection (and its unacknowledged messages and
@@ -13,6 +14,23 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io:
     match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(buf)).await {
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")),
+    }
+}
+
+/// Reads and discards what the client still sends, for up to 2 s, before the socket is
+/// dropped: closing a socket with unread input makes the kernel send a reset, which can destroy
+/// the last frame written (an MQTT DISCONNECT reason code, a STOMP ERROR) while still in flight.
+pub async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+/// Sleeps until `deadline`, or for ever without one (an optional timer in a `select!`).
+pub async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

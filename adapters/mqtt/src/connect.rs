@@ -70,19 +70,7 @@ where
     let _ = conn.writer.shutdown().await;
     teardown(conn.client, conn.events, end, ownership.generation).await;
     drop(ownership.released);
-    drain_until_closed(conn.reader.into_inner()).await;
-}
-
-/// Reads and discards what the client still sends, for a short while, before the socket is
-/// dropped: closing a socket with unread input makes the kernel send a reset, which can destroy
-/// the DISCONNECT (reason code) written just before it while still in flight.
-async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
-    use tokio::io::AsyncReadExt;
-    let mut sink = [0u8; 4096];
-    let drain = async {
-        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    junction_core::net::drain_until_closed(conn.reader.into_inner()).await;
 }
 
 /// The keep-alive the connection runs with and, when it differs from the client's, the Server

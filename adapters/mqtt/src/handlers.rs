@@ -73,7 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.send_ready_acks();
                     None
                 }
-                _ = sleep_until(deadline) => {
+                _ = junction_core::net::sleep_until(deadline) => {
                     tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
                     Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
                 }
@@ -449,13 +449,6 @@ struct Wanted {
     qos: u8,
     retain_as_published: bool,
     ids: Vec<u32>,
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => futures::future::pending().await,
-    }
 }
 
 fn decode_reason(e: &crate::codec::DecodeError) -> u8 {

@@ -14,8 +14,7 @@ use junction_core::{ChannelCredit, ConsumerEvent, CoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -117,7 +116,7 @@ where
             reader.decoder().encode_frame(&error.into_frame(receipt.as_deref()), &mut out);
             let _ = junction_core::net::write_all(&mut wr, &out).await;
             let _ = wr.shutdown().await;
-            drain_until_closed(reader.into_inner()).await;
+            junction_core::net::drain_until_closed(reader.into_inner()).await;
             return;
         }
     };
@@ -132,7 +131,7 @@ where
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
     conn.teardown(&mut events);
-    drain_until_closed(reader.into_inner()).await;
+    junction_core::net::drain_until_closed(reader.into_inner()).await;
 }
 
 /// The first frame, heart-beats skipped; Err(Some) for a malformed one, Err(None) at EOF.
@@ -144,21 +143,6 @@ async fn first_frame<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, StompCodec
             Some(Err(e)) => return Err(Some(e.into())),
             None => return Err(None),
         }
-    }
-}
-
-/// Reads and discards what the client still sends, briefly, so that closing the socket does
-/// not reset it (which could destroy the ERROR frame just written).
-async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
-    let mut sink = [0u8; 4096];
-    let drain = async { while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {} };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => futures::future::pending().await,
     }
 }
 
@@ -250,8 +234,8 @@ impl Conn {
                     }
                 }
                 Some(done) = self.receipts.next(), if !self.receipts.is_empty() => self.on_receipt(done),
-                _ = sleep_until(beat_at) => self.out.put_u8(b'\n'),
-                _ = sleep_until(read_deadline) => {
+                _ = junction_core::net::sleep_until(beat_at) => self.out.put_u8(b'\n'),
+                _ = junction_core::net::sleep_until(read_deadline) => {
                     tracing::debug!(user = %self.session.user.name, "STOMP heart-beat timeout");
                     return;
                 }
