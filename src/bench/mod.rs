@@ -172,23 +172,15 @@ async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
     let target = Arc::new(topology.target());
     let publishers = publisher::start_all(&args, target, &stats, epoch, publishers_rx).await?;
 
-    let started = Instant::now();
-    let run_end = RunEnd { duration: args.load.duration, publishers: args.publishers };
-    run_end.wait(&stats, started).await;
-    let window = stats.snapshot();
-    let elapsed = started.elapsed();
-    let _ = stop_publishers.send(true);
-    let mut errors = join_tasks(publishers, "publisher").await;
-    stats.drain_consumers(copies_per_message(&args, topology.consumer_queues.len())).await;
-    let _ = stop_consumers.send(true);
-    let (histogram, consumer_errors) = latency::join_receivers(consumers, "consumer").await;
-    errors.extend(consumer_errors);
+    let clients = Clients { publishers, stop_publishers, receivers: consumers, stop_receivers: stop_consumers };
+    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
+    let copies = copies_per_message(&args, topology.consumer_queues.len());
+    let mut measured = measure(&stats, end, clients, copies, "consumer").await;
     if let Err(e) = topology.clean_up().await {
-        errors.push(e.context("cleaning up"));
+        measured.errors.push(e.context("cleaning up"));
     }
-    let summary = Summary::new(AmqpSettings::of(&args), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.load.json)?;
-    first_error(errors)
+    measured.summary(AmqpSettings::of(&args)).print(args.load.json)?;
+    first_error(measured.errors)
 }
 
 /// Deliveries one published message makes: one per queue with --fanout, else one.
@@ -198,6 +190,46 @@ fn copies_per_message(args: &AmqpArgs, queues: usize) -> u64 {
         _ if args.fanout => queues as u64,
         _ => 1,
     }
+}
+
+/// The clients of a run, all connected: publishers and receivers, each group with its stop signal.
+struct Clients {
+    publishers: Vec<JoinHandle<anyhow::Result<()>>>,
+    stop_publishers: watch::Sender<bool>,
+    receivers: Vec<JoinHandle<anyhow::Result<hdrhistogram::Histogram<u64>>>>,
+    stop_receivers: watch::Sender<bool>,
+}
+
+/// What the measured part of a run produced.
+struct Measured {
+    elapsed: Duration,
+    /// Counts at the end of the publishing window, and after draining.
+    window: stats::Counts,
+    totals: stats::Counts,
+    histogram: hdrhistogram::Histogram<u64>,
+    errors: Vec<anyhow::Error>,
+}
+
+impl Measured {
+    fn summary<S: Serialize>(&self, settings: S) -> Summary<S> {
+        Summary::new(settings, self.elapsed, self.window, self.totals, &self.histogram)
+    }
+}
+
+/// Publishes until `end`, stops the publishers, lets the receivers drain `copies` deliveries of
+/// every published message, and stops them: the same for every protocol's load generator.
+async fn measure(stats: &Stats, end: RunEnd, clients: Clients, copies: u64, receiver_role: &str) -> Measured {
+    let started = Instant::now();
+    end.wait(stats, started).await;
+    let window = stats.snapshot();
+    let elapsed = started.elapsed();
+    let _ = clients.stop_publishers.send(true);
+    let mut errors = join_tasks(clients.publishers, "publisher").await;
+    stats.drain_consumers(copies).await;
+    let _ = clients.stop_receivers.send(true);
+    let (histogram, receiver_errors) = latency::join_receivers(clients.receivers, receiver_role).await;
+    errors.extend(receiver_errors);
+    Measured { elapsed, window, totals: stats.snapshot(), histogram, errors }
 }
 
 fn first_error(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {

@@ -9,8 +9,8 @@
 mod publisher;
 mod subscriber;
 
-use super::stats::{Stats, Summary};
-use super::{first_error, join_tasks, latency, LoadArgs, RunEnd};
+use super::stats::Stats;
+use super::{first_error, measure, Clients, LoadArgs, RunEnd};
 use clap::Args;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use serde::Serialize;
@@ -147,21 +147,13 @@ pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
     let (stop_publishers, publishers_rx) = watch::channel(false);
     let publishers = publisher::start_all(&run, publishers_rx).await?;
 
-    let started = Instant::now();
     let args = &run.args;
-    RunEnd { duration: args.load.duration, publishers: args.publishers }.wait(&stats, started).await;
-    let window = stats.snapshot();
-    let elapsed = started.elapsed();
-    let _ = stop_publishers.send(true);
-    let mut errors = join_tasks(publishers, "publisher").await;
+    let clients = Clients { publishers, stop_publishers, receivers: subscribers, stop_receivers: stop_subscribers };
+    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
     // Every subscriber gets every message.
-    stats.drain_consumers(args.subscribers as u64).await;
-    let _ = stop_subscribers.send(true);
-    let (histogram, subscriber_errors) = latency::join_receivers(subscribers, "subscriber").await;
-    errors.extend(subscriber_errors);
-    let summary = Summary::new(MqttSettings::of(args), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.load.json)?;
-    first_error(errors)
+    let measured = measure(&stats, end, clients, args.subscribers as u64, "subscriber").await;
+    measured.summary(MqttSettings::of(args)).print(args.load.json)?;
+    first_error(measured.errors)
 }
 
 /// Connects a client and waits for its CONNACK.

@@ -13,8 +13,8 @@ mod connection;
 mod publisher;
 mod subscriber;
 
-use super::stats::{Stats, Summary};
-use super::{first_error, join_tasks, latency, LoadArgs, RunEnd};
+use super::stats::Stats;
+use super::{first_error, measure, Clients, LoadArgs, RunEnd};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::sync::Arc;
@@ -181,20 +181,13 @@ pub async fn run(args: StompArgs) -> anyhow::Result<()> {
     let (stop_publishers, publishers_rx) = watch::channel(false);
     let publishers = publisher::start_all(&run, publishers_rx).await?;
 
-    let started = Instant::now();
     let args = &run.args;
-    RunEnd { duration: args.load.duration, publishers: args.publishers }.wait(&stats, started).await;
-    let window = stats.snapshot();
-    let elapsed = started.elapsed();
-    let _ = stop_publishers.send(true);
-    let mut errors = join_tasks(publishers, "publisher").await;
-    stats.drain_consumers(copies_per_message(&run.destination, args.subscribers)).await;
-    let _ = stop_subscribers.send(true);
-    let (histogram, subscriber_errors) = latency::join_receivers(subscribers, "subscriber").await;
-    errors.extend(subscriber_errors);
-    let summary = Summary::new(StompSettings::of(&run), elapsed, window, stats.snapshot(), &histogram);
-    summary.print(args.load.json)?;
-    first_error(errors)
+    let clients = Clients { publishers, stop_publishers, receivers: subscribers, stop_receivers: stop_subscribers };
+    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
+    let copies = copies_per_message(&run.destination, args.subscribers);
+    let measured = measure(&stats, end, clients, copies, "subscriber").await;
+    measured.summary(StompSettings::of(&run)).print(args.load.json)?;
+    first_error(measured.errors)
 }
 
 #[cfg(test)]
