@@ -17,6 +17,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 # id|title|bench flags. The flags are exactly what both brokers get.
+BROKERS=(junction rabbitmq)
 SCENARIOS=(
   "a|persistent 1 KiB, confirms, 1 -> 1|--publishers 1 --consumers 1 --size 1024 --persistent --confirm"
   "b|persistent 1 KiB, confirms, 4 -> 4|--publishers 4 --consumers 4 --size 1024 --persistent --confirm"
@@ -151,21 +152,9 @@ main() {
   build_junction
   ensure_packages rabbitmq-server
   # The Debian package starts a node of its own where systemd runs; ours are private.
-  EPMD_WAS_RUNNING=$(pgrep -x epmd || true)
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench.XXXXXX")
-  RESULTS=$WORK/results
-  mkdir -p "$RESULTS"
-  trap cleanup_bench_run EXIT
-  trap 'exit 130' INT TERM
+  begin_bench_run junction-bench
   check_idle
-  local scenario id flags broker
-  for scenario in "${SCENARIOS[@]}"; do
-    IFS='|' read -r id _ flags <<<"$scenario"
-    for broker in junction rabbitmq; do
-      run_one "$broker" "$id" "$flags"
-      sleep 2
-    done
-  done
+  run_scenarios
   write_doc
   echo "wrote docs/benchmarks.md" >&2
   sed -n '/^## Results/,/^## Commands/p' docs/benchmarks.md >&2

@@ -201,3 +201,27 @@ cleanup_bench_run() {
   release_bench_lock
   rm -rf "$WORK"
 }
+
+# Sets up a comparison run named $1: remembers whether epmd already ran, makes $WORK and
+# $RESULTS and installs the cleanup trap.
+begin_bench_run() {
+  EPMD_WAS_RUNNING=$(pgrep -x epmd || true)
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  RESULTS=$WORK/results
+  mkdir -p "$RESULTS"
+  trap cleanup_bench_run EXIT
+  trap 'exit 130' INT TERM
+}
+
+# Runs every scenario of $SCENARIOS ("id|title|flags") on every broker of $BROKERS, the brokers
+# taking turns scenario by scenario; run_one BROKER ID FLAGS is the calling script's.
+run_scenarios() {
+  local scenario id flags broker
+  for scenario in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id _ flags <<<"$scenario"
+    for broker in "${BROKERS[@]}"; do
+      run_one "$broker" "$id" "$flags"
+      sleep 2
+    done
+  done
+}

@@ -147,22 +147,10 @@ main() {
   # 1000 subscribers need 1000 sockets in the generator and as many in the broker.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   # Debian's packages start brokers of their own where systemd runs; ours are private.
-  EPMD_WAS_RUNNING=$(pgrep -x epmd || true)
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-mqtt.XXXXXX")
-  RESULTS=$WORK/results
-  mkdir -p "$RESULTS"
-  trap cleanup_bench_run EXIT
-  trap 'exit 130' INT TERM
+  begin_bench_run junction-bench-mqtt
   hold_bench_lock
   check_idle
-  local scenario id flags broker
-  for scenario in "${SCENARIOS[@]}"; do
-    IFS='|' read -r id _ flags <<<"$scenario"
-    for broker in "${BROKERS[@]}"; do
-      run_one "$broker" "$id" "$flags"
-      sleep 2
-    done
-  done
+  run_scenarios
   write_section
   echo "wrote the MQTT section of docs/benchmarks.md" >&2
   sed -n '/^### Results/,/^### Commands/p' docs/benchmarks.md >&2
