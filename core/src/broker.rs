@@ -339,6 +339,11 @@ impl Broker {
                 }
                 Record::Permission(p) => self.permissions.set(p)?,
                 Record::TopicPermission(t) => self.permissions.set_topic(t)?,
+                Record::StreamOffset { vhost, queue, consumer, offset } => {
+                    if let Some(q) = self.restored_vhost(&vhost)?.queue(&queue) {
+                        q.restore_stream_position(consumer, offset);
+                    }
+                }
             }
         }
         report.messages = self.recover_messages(&queues_by_id)?;

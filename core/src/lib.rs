@@ -20,6 +20,9 @@ pub mod topic;
 pub mod topic_map;
 pub mod vhost;
 
+#[cfg(test)]
+mod test_support;
+
 pub use broker::{Broker, BrokerConfig, RecoveryReport};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use exchange::{ExchangeKind, ExchangeSpec};

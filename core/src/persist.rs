@@ -15,6 +15,7 @@ const KIND_RETAINED: u8 = 6;
 const KIND_SESSION: u8 = 7;
 const KIND_PERMISSION: u8 = 8;
 const KIND_TOPIC_PERMISSION: u8 = 9;
+const KIND_STREAM_OFFSET: u8 = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DestinationKind {
@@ -53,6 +54,8 @@ pub enum Record {
     Session { vhost: String, protocol: String, id: String, data: Vec<u8> },
     Permission(crate::permissions::PermissionRecord),
     TopicPermission(crate::permissions::TopicPermissionRecord),
+    /// Where a named stream consumer resumes.
+    StreamOffset { vhost: String, queue: String, consumer: String, offset: u64 },
 }
 
 fn key(kind: u8, scope: &str, name: &[u8]) -> Vec<u8> {
@@ -78,6 +81,9 @@ impl Record {
                 key(KIND_SESSION, vhost, format!("{protocol}\0{id}").as_bytes())
             }
             Record::Permission(p) => key(KIND_PERMISSION, &p.vhost, p.user.as_bytes()),
+            Record::StreamOffset { vhost, queue, consumer, .. } => {
+                key(KIND_STREAM_OFFSET, vhost, format!("{queue}\0{consumer}").as_bytes())
+            }
             Record::TopicPermission(t) => {
                 key(KIND_TOPIC_PERMISSION, &t.vhost, format!("{}\0{}", t.user, t.exchange).as_bytes())
             }

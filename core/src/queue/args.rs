@@ -20,7 +20,13 @@ pub enum QueueType {
     Classic,
     /// Accepted for RabbitMQ compatibility; behaves as a classic durable queue.
     Quorum,
+    /// Append-only and non-destructive: consumers read from an offset (see `queue::stream`).
+    Stream,
 }
+
+/// Segment size of a stream when `x-stream-max-segment-size-bytes` is not given. Retention drops
+/// whole segments, so this is also how coarse `x-max-length-bytes` and `x-max-age` act.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueArgs {
@@ -35,13 +41,17 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     pub delivery_limit: Option<u32>,
     pub queue_type: QueueType,
+    /// Streams: segments older than this are dropped (`x-max-age`).
+    pub max_age_ms: Option<u64>,
+    /// Streams: bytes per segment (`x-stream-max-segment-size-bytes`).
+    pub segment_bytes: u64,
 }
 
 impl QueueArgs {
     /// Parses the arguments RabbitMQ understands; unknown `x-` arguments are kept but ignored,
     /// as RabbitMQ does. A known argument with a bad type or value is a precondition failure.
     pub fn parse(table: &Table) -> CoreResult<QueueArgs> {
-        let mut a = QueueArgs::default();
+        let mut a = QueueArgs { segment_bytes: DEFAULT_SEGMENT_BYTES, ..QueueArgs::default() };
         for (key, value) in table.iter() {
             match key {
                 "x-message-ttl" => a.message_ttl_ms = Some(non_negative(key, value)?),
@@ -61,13 +71,20 @@ impl QueueArgs {
                     a.queue_type = match text(key, value)? {
                         "classic" => QueueType::Classic,
                         "quorum" => QueueType::Quorum,
+                        "stream" => QueueType::Stream,
                         other => return Err(invalid(key, &format!("unsupported queue type '{other}'"))),
                     }
                 }
+                "x-max-age" => a.max_age_ms = Some(age(key, value)?),
+                "x-stream-max-segment-size-bytes" => a.segment_bytes = positive(key, value)?,
                 _ => {}
             }
         }
         Ok(a)
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.queue_type == QueueType::Stream
     }
 
     /// Number of priority levels the queue keeps (1 when it has no priorities).
@@ -106,6 +123,24 @@ fn boolean(key: &str, v: &Value) -> CoreResult<bool> {
     }
 }
 
+/// A RabbitMQ age: a number and a unit, `Y`, `M`, `D`, `h`, `m` or `s` (`7D`, `12h`, `30s`).
+fn age(key: &str, v: &Value) -> CoreResult<u64> {
+    let text = text(key, v)?;
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| invalid(key, "needs a unit"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let n: u64 = number.parse().map_err(|_| invalid(key, "must start with a number"))?;
+    let unit_secs: u64 = match unit {
+        "Y" => 365 * 86_400,
+        "M" => 30 * 86_400,
+        "D" => 86_400,
+        "h" => 3600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(invalid(key, "unit must be one of Y, M, D, h, m, s")),
+    };
+    Ok(n.saturating_mul(unit_secs).saturating_mul(1000))
+}
+
 fn overflow(key: &str, v: &Value) -> CoreResult<Overflow> {
     match text(key, v)? {
         "drop-head" => Ok(Overflow::DropHead),
@@ -135,5 +170,22 @@ mod tests {
         let mut e = Table::default();
         e.insert("x-expires", Value::I32(0));
         assert!(QueueArgs::parse(&e).is_err());
+    }
+
+    #[test]
+    fn stream_arguments_parse() {
+        let mut t = Table::default();
+        t.insert("x-queue-type", Value::str("stream"));
+        t.insert("x-max-age", Value::str("2h"));
+        t.insert("x-stream-max-segment-size-bytes", Value::I64(1000));
+        let a = QueueArgs::parse(&t).unwrap();
+        assert!(a.is_stream());
+        assert_eq!(a.max_age_ms, Some(7_200_000));
+        assert_eq!(a.segment_bytes, 1000);
+        for bad in ["2", "h", "2w", "-1s"] {
+            t.insert("x-max-age", Value::str(bad));
+            assert!(QueueArgs::parse(&t).is_err(), "{bad}");
+        }
+        assert_eq!(QueueArgs::parse(&Table::default()).unwrap().segment_bytes, DEFAULT_SEGMENT_BYTES);
     }
 }

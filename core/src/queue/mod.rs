@@ -6,11 +6,13 @@ pub mod args;
 pub mod consumer;
 mod dead_letter;
 mod state;
+pub mod stream;
 mod timer;
 
 pub use args::{Overflow, QueueArgs};
 pub use consumer::{ChannelCredit, ConsumerEvent, ConsumerSpec};
 pub use state::{DropReason, StoredBody};
+pub use stream::StreamStart;
 
 use crate::message::{Message, Table};
 use crate::resources::Resources;
@@ -20,6 +22,7 @@ use junction_storage::{Op, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use state::{Effects, Entry, QueueState, Unacked};
+use stream::StreamState;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -61,6 +64,8 @@ pub struct Delivery {
     pub no_ack: bool,
     /// Ready messages left in the queue after this one (for `basic.get-ok`).
     pub remaining: usize,
+    /// The message's offset when it comes from a stream.
+    pub stream_offset: Option<u64>,
 }
 
 /// Counts shown to clients and operators.
@@ -84,6 +89,9 @@ pub struct Queue {
     vhost: Weak<VHost>,
     resources: Arc<Resources>,
     state: Mutex<QueueState>,
+    /// Present for streams, which keep their messages here instead of in `state`.
+    stream: Option<Mutex<StreamState>>,
+    /// Next message sequence number (for streams: the next offset).
     next_seq: AtomicU64,
     next_consumer_id: AtomicU64,
     timer: Notify,
@@ -106,6 +114,8 @@ impl Queue {
         resources: Arc<Resources>,
     ) -> Arc<Queue> {
         let levels = args.priority_levels();
+        let stream = args.is_stream().then(|| Mutex::new(StreamState::new()));
+        let first_seq = if stream.is_some() { 0 } else { 1 };
         let queue = Arc::new(Queue {
             spec,
             args,
@@ -114,12 +124,13 @@ impl Queue {
             vhost,
             resources,
             state: Mutex::new(QueueState::new(levels)),
-            next_seq: AtomicU64::new(1),
+            stream,
+            next_seq: AtomicU64::new(first_seq),
             next_consumer_id: AtomicU64::new(1),
             timer: Notify::new(),
             timer_running: AtomicBool::new(false),
         });
-        if queue.args.expires_ms.is_some() || queue.args.message_ttl_ms.is_some() {
+        if queue.args.expires_ms.is_some() || queue.args.message_ttl_ms.is_some() || queue.args.max_age_ms.is_some() {
             queue.ensure_timer();
         }
         queue
@@ -150,6 +161,9 @@ impl Queue {
     }
 
     pub fn counts(&self) -> QueueCounts {
+        if let Some(stream) = &self.stream {
+            return self.stream_counts(&stream.lock());
+        }
         let st = self.state.lock();
         QueueCounts {
             ready: st.ready_count(),
@@ -170,7 +184,7 @@ impl Queue {
     /// its overflow policy rejects publishes. Reserving before the store write and inserting
     /// after it keeps a message invisible to consumers until its log entry is submitted.
     pub(crate) fn reserve(&self, msg: &Arc<Message>) -> Option<u64> {
-        if self.args.overflow != Overflow::DropHead && self.is_full_for(msg) {
+        if self.stream.is_none() && self.args.overflow != Overflow::DropHead && self.is_full_for(msg) {
             if self.args.overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(vec![(msg.clone(), DropReason::MaxLen)]);
             }
@@ -197,6 +211,9 @@ impl Queue {
         let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
         let entry = Entry { seq, msg, stored, redelivered: false, returns: 0, expires_at };
         self.resources.add_message_bytes(entry.msg.memory_footprint());
+        if self.stream.is_some() {
+            return self.stream_append(entry, false);
+        }
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -221,14 +238,20 @@ impl Queue {
         self.resources.add_message_bytes(msg.memory_footprint());
         let expires_at = self.recovered_deadline(&msg);
         let entry = Entry { seq, msg, stored: Some(stored), redelivered: false, returns: 0, expires_at };
-        self.state.lock().push_ready(entry);
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+        if self.stream.is_some() {
+            return self.stream_append(entry, true);
+        }
+        self.state.lock().push_ready(entry);
         if expires_at.is_some() {
             self.ensure_timer();
         }
     }
 
     fn recovered_deadline(&self, msg: &Message) -> Option<Instant> {
+        if self.stream.is_some() {
+            return None;
+        }
         let ttl = [self.args.message_ttl_ms, msg.properties.expiration_ms].into_iter().flatten().min()?;
         let left = msg.arrived_at_ms.saturating_add(ttl).saturating_sub(crate::message::now_ms());
         Some(Instant::now() + Duration::from_millis(left))
@@ -250,6 +273,7 @@ impl Queue {
                 cookie: consumer.spec.cookie,
                 no_ack: consumer.spec.no_ack,
                 remaining: 0,
+                stream_offset: None,
             };
             if consumer.spec.sink.send(ConsumerEvent::Deliver(delivery)).is_err() {
                 // The consumer's connection is gone; its channel cleanup will cancel it.
@@ -270,8 +294,12 @@ impl Queue {
         }
     }
 
-    /// Starts a consumer; messages flow at once if any are ready.
+    /// Starts a consumer; messages flow at once if any are ready. A stream consumer starts
+    /// with the next message published.
     pub fn consume(self: &Arc<Self>, spec: ConsumerSpec) -> crate::CoreResult<u64> {
+        if self.stream.is_some() {
+            return self.consume_stream(spec, StreamStart::Next, None);
+        }
         let mut fx = Effects::default();
         let id = {
             let mut st = self.state.lock();
@@ -299,6 +327,9 @@ impl Queue {
     /// Stops a consumer. Its unacknowledged messages stay unacknowledged until acked, rejected
     /// or their channel closes, as in AMQP.
     pub fn cancel(self: &Arc<Self>, consumer_id: u64) {
+        if self.stream.is_some() {
+            return self.stream_cancel(consumer_id);
+        }
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -315,6 +346,9 @@ impl Queue {
 
     /// Acknowledges delivered messages: they leave the queue for good.
     pub fn ack(self: &Arc<Self>, seqs: &[u64]) {
+        if self.stream.is_some() {
+            return self.stream_settle(seqs);
+        }
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -332,6 +366,10 @@ impl Queue {
     /// Rejects delivered messages: back to their original position (marked redelivered), or
     /// dead-lettered / dropped. Past `x-delivery-limit` returns, a requeue dead-letters instead.
     pub fn reject(self: &Arc<Self>, seqs: &[u64], requeue: bool) {
+        if self.stream.is_some() {
+            // A stream never loses or re-queues a message: a rejection only returns credit.
+            return self.stream_settle(seqs);
+        }
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -361,8 +399,12 @@ impl Queue {
         self.finish(fx);
     }
 
-    /// Takes one ready message (AMQP `basic.get`).
+    /// Takes one ready message (AMQP `basic.get`). Streams have no "next" message to take
+    /// (adapters refuse `get` on them); this returns `None` for a stream.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<Delivery> {
+        if self.stream.is_some() {
+            return None;
+        }
         let mut fx = Effects::default();
         let delivery = {
             let mut st = self.state.lock();
@@ -378,6 +420,7 @@ impl Queue {
                     cookie: 0,
                     no_ack,
                     remaining: st.ready_count(),
+                    stream_offset: None,
                 };
                 if no_ack {
                     fx.released.push(entry);
@@ -393,6 +436,9 @@ impl Queue {
 
     /// Offers ready messages to consumers again (a channel-wide prefetch window opened).
     pub fn kick(self: &Arc<Self>) {
+        if self.stream.is_some() {
+            return self.stream_kick();
+        }
         let mut fx = Effects::default();
         {
             let mut st = self.state.lock();
@@ -401,8 +447,12 @@ impl Queue {
         self.finish(fx);
     }
 
-    /// Drops every ready message; returns how many.
+    /// Drops every ready message; returns how many. Streams are append-only: purging one
+    /// removes nothing (adapters refuse it).
     pub fn purge(self: &Arc<Self>) -> usize {
+        if self.stream.is_some() {
+            return 0;
+        }
         let mut fx = Effects::default();
         let n = self.state.lock().drain_ready(&mut fx);
         self.finish(fx);
@@ -426,6 +476,10 @@ impl Queue {
             }
             fx.released.extend(unacked.into_iter().map(|u| u.entry));
             (ready, std::mem::take(&mut st.consumers))
+        };
+        let (ready, consumers) = match &self.stream {
+            Some(stream) => self.shut_stream(stream, &mut fx),
+            None => (ready, consumers),
         };
         for c in consumers {
             let _ = c.spec.sink.send(ConsumerEvent::Cancelled { tag: c.spec.tag.clone(), cookie: c.spec.cookie });

@@ -32,6 +32,9 @@ impl Queue {
     }
 
     fn tick(self: &Arc<Self>) -> Tick {
+        if self.stream.is_some() {
+            return self.stream_tick();
+        }
         let now = Instant::now();
         let mut fx = Effects::default();
         let tick = {
@@ -55,6 +58,24 @@ impl Queue {
         };
         self.finish(fx);
         tick
+    }
+}
+
+impl Queue {
+    /// A stream's pass: drop segments past `x-max-age`. The head segment's deadline is known,
+    /// but a new segment may start at any time, so the timer also looks regularly.
+    fn stream_tick(self: &Arc<Self>) -> Tick {
+        if self.is_deleted() {
+            return Tick::Deleted;
+        }
+        let Some(age) = self.args.max_age_ms else { return Tick::Until(None) };
+        let poll = Duration::from_millis(age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut wake = Instant::now() + poll;
+        if let Some(deadline_ms) = self.stream_retention() {
+            let left = deadline_ms.saturating_sub(crate::message::now_ms());
+            wake = wake.min(Instant::now() + Duration::from_millis(left));
+        }
+        Tick::Until(Some(wake))
     }
 }
 

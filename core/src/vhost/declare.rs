@@ -119,6 +119,12 @@ impl VHost {
             )));
         }
         let args = QueueArgs::parse(&d.arguments)?;
+        if args.is_stream() && (!d.durable || d.exclusive || d.auto_delete) {
+            return Err(CoreError::precondition(format!(
+                "invalid property for stream '{}': a stream must be durable, not exclusive and not auto-delete",
+                d.name
+            )));
+        }
         let mut queues = self.queues.write();
         if let Some(existing) = queues.get(&d.name).cloned() {
             drop(queues);

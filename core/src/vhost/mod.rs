@@ -171,9 +171,10 @@ impl VHost {
         outcome
     }
 
-    /// A persistent message in a durable queue goes to that queue's log.
+    /// A persistent message in a durable queue goes to that queue's log; a stream logs every
+    /// message (as RabbitMQ's streams do).
     fn logs(&self, queue: &Queue, msg: &Message) -> bool {
-        msg.properties.persistent && queue.is_durable() && queue.owner().is_none()
+        queue.is_stream() || (msg.properties.persistent && queue.is_durable() && queue.owner().is_none())
     }
 
     /// Writes the body once and one log entry per durable queue; the store sees these before

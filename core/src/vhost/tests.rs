@@ -1,51 +1,9 @@
-use crate::broker::{Broker, BrokerConfig};
 use crate::exchange::{ExchangeKind, ExchangeSpec};
-use crate::message::{Message, Properties, Table, Value};
+use crate::message::{Message, Table, Value};
 use crate::persist::DestinationKind;
-use crate::queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery};
 use crate::vhost::QueueDeclare;
+use crate::test_support::{body, broker, consumer, declare, msg, next};
 use crate::ErrorKind;
-use bytes::Bytes;
-use std::sync::Arc;
-use tokio::sync::mpsc;
-
-fn broker(dir: &std::path::Path) -> Arc<Broker> {
-    Broker::open(BrokerConfig { data_dir: dir.to_path_buf(), ..Default::default() }).unwrap()
-}
-
-fn msg(body: &str, persistent: bool) -> Message {
-    let props = Properties { persistent, ..Default::default() };
-    Message::new("", "", props, Bytes::copy_from_slice(body.as_bytes()))
-}
-
-fn declare(name: &str, durable: bool, args: Table) -> QueueDeclare {
-    QueueDeclare { name: name.into(), durable, arguments: args, connection: 1, ..Default::default() }
-}
-
-fn consumer(prefetch: u32) -> (ConsumerSpec, mpsc::UnboundedReceiver<ConsumerEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let spec = ConsumerSpec {
-        tag: Arc::from("c"),
-        no_ack: false,
-        exclusive: false,
-        prefetch,
-        channel_credit: Arc::new(ChannelCredit::default()),
-        sink: tx,
-        cookie: 0,
-    };
-    (spec, rx)
-}
-
-fn next(rx: &mut mpsc::UnboundedReceiver<ConsumerEvent>) -> Option<Delivery> {
-    match rx.try_recv() {
-        Ok(ConsumerEvent::Deliver(d)) => Some(d),
-        _ => None,
-    }
-}
-
-fn body(d: &Delivery) -> &[u8] {
-    &d.message.body
-}
 
 #[tokio::test]
 async fn persistent_messages_survive_restart_until_acked() {
