@@ -16,6 +16,7 @@ pub mod persist;
 pub mod queue;
 pub mod resources;
 pub mod retained;
+pub mod text_headers;
 pub mod topic;
 pub mod topic_map;
 pub mod vhost;

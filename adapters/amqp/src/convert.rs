@@ -5,6 +5,7 @@ use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString, ShortString};
 use bytes::Bytes;
 use junction_core::message::{Properties, Table, Value};
+use junction_core::text_headers;
 
 pub fn table_from_amqp(t: &FieldTable) -> Table {
     Table(t.inner().iter().map(|(k, v)| (k.as_str().to_string(), value_from_amqp(v))).collect())
@@ -91,7 +92,7 @@ pub fn properties_from_amqp(p: &BasicProperties) -> Result<Properties, String> {
         Some(e) => Some(parse_expiration(e.as_str()).ok_or_else(|| e.as_str().to_string())?),
         None => None,
     };
-    Ok(Properties {
+    let mut properties = Properties {
         content_type: text(p.content_type()),
         content_encoding: text(p.content_encoding()),
         headers: p.headers().as_ref().map(table_from_amqp).unwrap_or_default(),
@@ -106,10 +107,15 @@ pub fn properties_from_amqp(p: &BasicProperties) -> Result<Properties, String> {
         user_id: text(p.user_id()),
         app_id: text(p.app_id()),
         cluster_id: text(p.cluster_id()),
-    })
+    };
+    text_headers::restore_correlation(&mut properties);
+    Ok(properties)
 }
 
 pub fn properties_to_amqp(p: &Properties) -> BasicProperties {
+    // A correlation id that is no short string (binary MQTT correlation data) goes as a header.
+    let (correlation, with_bytes_header) = text_headers::text_correlation(p, 255);
+    let p = with_bytes_header.as_ref().unwrap_or(p);
     let mut out = BasicProperties::default();
     if let Some(v) = &p.content_type {
         out = out.with_content_type(short(v));
@@ -124,8 +130,8 @@ pub fn properties_to_amqp(p: &Properties) -> BasicProperties {
     if let Some(v) = p.priority {
         out = out.with_priority(v);
     }
-    if let Some(v) = &p.correlation_id {
-        out = out.with_correlation_id(short(&String::from_utf8_lossy(v)));
+    if let Some(v) = correlation {
+        out = out.with_correlation_id(short(&v));
     }
     if let Some(v) = &p.reply_to {
         out = out.with_reply_to(short(v));

@@ -230,6 +230,18 @@ fn start_feeds(client: &mut Client, framing: &mut Framing) {
 }
 
 pub fn consume(client: &mut Client, queue: Arc<junction_core::Queue>, cookie: u64, feed: Feed) {
+    consume_from(client, queue, cookie, feed, junction_core::queue::StreamStart::Next, None);
+}
+
+/// `consume`, reading a stream from `start` (or where the reader `name` left off).
+pub fn consume_from(
+    client: &mut Client,
+    queue: Arc<junction_core::Queue>,
+    cookie: u64,
+    feed: Feed,
+    start: junction_core::queue::StreamStart,
+    name: Option<String>,
+) {
     let spec = ConsumerSpec {
         tag: Arc::from(format!("mqtt-{}-{cookie}", client.id).as_str()),
         no_ack: false,
@@ -239,7 +251,7 @@ pub fn consume(client: &mut Client, queue: Arc<junction_core::Queue>, cookie: u6
         sink: client.events_tx.clone(),
         cookie,
     };
-    match queue.consume(spec) {
+    match queue.consume_stream(spec, start, name) {
         Ok(consumer) => {
             client.consumers.insert(cookie, (queue, consumer, feed));
         }

@@ -2,7 +2,8 @@
 
 use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
 use crate::codec::Framing;
-use crate::connect::{consume, End};
+use crate::connect::{consume, consume_from, End};
+use junction_core::queue::StreamStart;
 use crate::mapping;
 use crate::packet::{reason, Inbound, Level, Outbound, Publish, SubscriptionOptions, Will};
 use crate::session::{self, Subscription};
@@ -314,6 +315,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT subscribe refused");
             return Err(reason::NOT_AUTHORIZED);
         }
+        if let Some((name, _)) = mapping::stream_filter(filter) {
+            if !self.client.vhost.queue(name).is_some_and(|q| q.is_stream()) {
+                return Err(reason::TOPIC_FILTER_INVALID);
+            }
+        }
         let is_new = !self.client.session.subscriptions.contains_key(filter);
         self.client.session.subscriptions.insert(filter.to_string(), Subscription::new(options, id));
         if !is_new {
@@ -381,7 +387,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// A core delivery becomes a PUBLISH at the QoS its matching subscriptions allow.
     fn deliver(&mut self, d: Delivery) {
-        let topic = mapping::topic_of(&d.message);
+        let message = d.as_delivered();
+        let topic = mapping::topic_of(&message);
         let expired = d.message.remaining_life_ms(now_ms()) == Some(0);
         let wanted = if expired { None } else { self.matching(d.cookie, &topic, &d.message) };
         let Some(wanted) = wanted else {
@@ -389,7 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return;
         };
         let qos = mapping::published_qos(&d.message).min(wanted.qos);
-        let mut p = mapping::to_mqtt(&d.message, topic, qos);
+        let mut p = mapping::to_mqtt(&message, topic, qos);
         p.dup = d.redelivered && qos > 0;
         p.retain = wanted.retain_as_published && mapping::published_retained(&d.message);
         let ids = wanted.ids;
@@ -491,6 +498,9 @@ fn join_receipts(a: junction_core::DurableReceipt, b: junction_core::DurableRece
 
 /// The core queue a `$share/{group}/{filter}` or `$queue/{name}` subscription consumes.
 pub fn direct_queue(filter: &str) -> Option<(String, Option<String>)> {
+    if let Some((name, _)) = mapping::stream_filter(filter) {
+        return Some((name.to_string(), None));
+    }
     if let Some(name) = filter.strip_prefix(mapping::QUEUE_PREFIX) {
         return Some((name.to_string(), None));
     }
@@ -501,6 +511,9 @@ pub fn direct_queue(filter: &str) -> Option<(String, Option<String>)> {
 
 /// Declares (if needed), binds and consumes the queue behind a direct subscription.
 pub fn attach_direct(client: &mut Client, filter: &str) {
+    if let Some((name, Ok(start))) = mapping::stream_filter(filter) {
+        return attach_stream(client, filter, name, start);
+    }
     let Some((name, inner)) = direct_queue(filter) else { return };
     let declare = QueueDeclare { name: name.clone(), durable: true, ..Default::default() };
     if let Err(e) = client.vhost.declare_queue(declare) {
@@ -517,8 +530,24 @@ pub fn attach_direct(client: &mut Client, filter: &str) {
     consume(client, queue, cookie, Feed::Direct(filter.to_string()));
 }
 
+/// Reads the stream behind a `$stream/...` subscription. A persistent session's position is
+/// kept by the broker under a name of its own, so the session resumes where it stopped.
+fn attach_stream(client: &mut Client, filter: &str, name: &str, start: StreamStart) {
+    let Some(queue) = client.vhost.queue(name).filter(|q| q.is_stream()) else {
+        tracing::warn!(client = %client.id, "no stream '{name}' for subscription {filter}");
+        return;
+    };
+    let reader = client.persistent.then(|| format!("mqtt/{}/{filter}", client.id));
+    let cookie = client.next_cookie;
+    client.next_cookie += 1;
+    consume_from(client, queue, cookie, Feed::Direct(filter.to_string()), start, reader);
+}
+
 /// Topic filter syntax: `#` only as the last level, `+` and `#` only as whole levels.
 pub fn valid_filter(filter: &str) -> bool {
+    if let Some((name, start)) = mapping::stream_filter(filter) {
+        return !name.is_empty() && start.is_ok();
+    }
     let filter = match direct_queue(filter) {
         Some((_, Some(inner))) => return !inner.is_empty() && valid_filter(&inner),
         Some((name, None)) => return !name.is_empty(),

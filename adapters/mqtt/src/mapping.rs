@@ -4,6 +4,8 @@
 
 use crate::packet::{Publish, PublishProps};
 use junction_core::message::{Message, Properties, Table, Value};
+use junction_core::queue::StreamStart;
+use junction_core::text_headers;
 use junction_core::retained::now_ms;
 use junction_core::topic_map::{amqp_to_mqtt, mqtt_to_amqp};
 
@@ -11,6 +13,8 @@ use junction_core::topic_map::{amqp_to_mqtt, mqtt_to_amqp};
 pub const TOPIC_EXCHANGE: &str = "amq.topic";
 /// Topic prefix addressing a named queue directly.
 pub const QUEUE_PREFIX: &str = "$queue/";
+/// Subscription prefix reading a stream: `$stream/{start}/{stream name}` (see docs/mqtt.md).
+pub const STREAM_PREFIX: &str = "$stream/";
 /// Header carrying the QoS the message was published with (1 and 2 are both "persistent").
 pub const QOS_HEADER: &str = "x-mqtt-publish-qos";
 /// Header naming the publishing client, for MQTT 5 No Local.
@@ -19,6 +23,14 @@ pub const CLIENT_HEADER: &str = "x-mqtt-client-id";
 pub const RETAIN_HEADER: &str = "x-mqtt-retain";
 /// Header carrying MQTT 5's payload format indicator.
 pub const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format";
+
+/// A `$stream/{start}/{name}` filter: the stream's name and where to start reading
+/// (`first`, `last`, `next`, `offset=N`, `timestamp=T`).
+pub fn stream_filter(filter: &str) -> Option<(&str, Result<StreamStart, String>)> {
+    let rest = filter.strip_prefix(STREAM_PREFIX)?;
+    let (start, name) = rest.split_once('/').unwrap_or(("", rest));
+    Some((name, StreamStart::parse(start)))
+}
 
 /// Where a publish to `topic` goes: (exchange, routing key).
 pub fn destination(topic: &str) -> (&'static str, String) {
@@ -49,19 +61,73 @@ pub fn to_core(p: &Publish, client_id: &str) -> Message {
     if p.retain {
         headers.insert(RETAIN_HEADER, Value::U8(1));
     }
-    for (k, v) in &p.props.user {
-        headers.0.push((k.clone(), Value::str(v)));
-    }
-    let properties = Properties {
+    let mut properties = Properties {
         content_type: p.props.content_type.clone(),
-        headers,
         persistent: p.qos > 0,
         correlation_id: p.props.correlation_data.clone(),
         reply_to: p.props.response_topic.clone(),
         expiration_ms: p.props.expiry_secs.map(|s| u64::from(s) * 1000),
         ..Default::default()
     };
+    for (k, v) in &p.props.user {
+        if !take_carried(&mut properties, k, v) {
+            headers.0.push((k.clone(), Value::str(v)));
+        }
+    }
+    text_headers::restore_typed_headers(&mut headers);
+    properties.headers = headers;
     Message::new(exchange, &routing_key, properties, p.payload.clone())
+}
+
+/// The user properties that carry the AMQP properties MQTT 5 has no field for (docs/mapping.md).
+const CARRIED: [&str; 8] = [
+    "x-amqp-content-encoding",
+    "x-amqp-message-id",
+    "x-amqp-timestamp",
+    "x-amqp-priority",
+    "x-amqp-type",
+    "x-amqp-user-id",
+    "x-amqp-app-id",
+    "x-amqp-cluster-id",
+];
+
+/// The carried properties of a message, as user properties.
+fn carried(p: &Properties) -> Vec<(String, String)> {
+    let values = [
+        p.content_encoding.clone(),
+        p.message_id.clone(),
+        p.timestamp.map(|t| t.to_string()),
+        p.priority.map(|n| n.to_string()),
+        p.kind.clone(),
+        p.user_id.clone(),
+        p.app_id.clone(),
+        p.cluster_id.clone(),
+    ];
+    CARRIED.iter().zip(values).filter_map(|(name, v)| Some((name.to_string(), v?))).collect()
+}
+
+/// Sets the property a carried user property stands for; false when `name` is not one (or its
+/// value does not parse, so it stays a plain header).
+fn take_carried(p: &mut Properties, name: &str, value: &str) -> bool {
+    let text = || Some(value.to_string());
+    match name {
+        "x-amqp-content-encoding" => p.content_encoding = text(),
+        "x-amqp-message-id" => p.message_id = text(),
+        "x-amqp-timestamp" => match value.parse() {
+            Ok(t) => p.timestamp = Some(t),
+            Err(_) => return false,
+        },
+        "x-amqp-priority" => match value.parse() {
+            Ok(n) => p.priority = Some(n),
+            Err(_) => return false,
+        },
+        "x-amqp-type" => p.kind = text(),
+        "x-amqp-user-id" => p.user_id = text(),
+        "x-amqp-app-id" => p.app_id = text(),
+        "x-amqp-cluster-id" => p.cluster_id = text(),
+        _ => return false,
+    }
+    true
 }
 
 /// The QoS a core message was published with (AMQP/STOMP messages: persistent = 1).
@@ -84,11 +150,9 @@ pub fn publisher_of(msg: &Message) -> Option<&str> {
 /// An outgoing PUBLISH for a core message (packet id, QoS and flags set by the caller).
 pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
     let h = &msg.properties.headers;
-    let user = h
-        .iter()
-        .filter(|(k, _)| !k.starts_with("x-mqtt-"))
-        .filter_map(|(k, v)| v.as_str().map(|s| (k.to_string(), s.to_string())))
-        .collect();
+    // MQTT's own headers are shown by the packet itself (QoS, retain, payload format).
+    let mut user = text_headers::headers_to_text(h, |k| k.starts_with("x-mqtt-"));
+    user.extend(carried(&msg.properties));
     let props = PublishProps {
         payload_utf8: h.get(PAYLOAD_FORMAT_HEADER).and_then(Value::as_i64) == Some(1),
         // The interval left, as MQTT-3.3.2-6 asks when forwarding.

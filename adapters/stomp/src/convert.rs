@@ -4,6 +4,7 @@
 use crate::frame::Frame;
 use bytes::Bytes;
 use junction_core::message::{Properties, Value};
+use junction_core::text_headers;
 
 /// Frame headers that steer the broker and are not part of the message.
 const FRAME_ONLY: &[&str] = &["destination", "receipt", "transaction", "content-length", "ack", "id", "subscription", "message-id"];
@@ -31,11 +32,16 @@ pub fn properties_of(frame: &Frame) -> Result<Properties, String> {
             _ => p.headers.insert(name, Value::Str(Bytes::copy_from_slice(value.as_bytes()))),
         }
     }
+    text_headers::restore_typed_headers(&mut p.headers);
+    text_headers::restore_correlation(&mut p);
     Ok(p)
 }
 
 /// Adds the message's properties to a MESSAGE frame.
 pub fn add_properties(mut frame: Frame, p: &Properties) -> Frame {
+    // A binary correlation id has no STOMP text form: it goes along as a typed header.
+    let (correlation, with_bytes_header) = text_headers::text_correlation(p, usize::MAX);
+    let p = with_bytes_header.as_ref().unwrap_or(p);
     let mut add = |name: &str, value: Option<String>| {
         if let Some(v) = value {
             frame.headers.push((name.to_string(), v));
@@ -45,7 +51,7 @@ pub fn add_properties(mut frame: Frame, p: &Properties) -> Frame {
     add("content-encoding", p.content_encoding.clone());
     add("persistent", p.persistent.then(|| "true".to_string()));
     add("priority", p.priority.map(|n| n.to_string()));
-    add("correlation-id", p.correlation_id.as_ref().map(|c| String::from_utf8_lossy(c).into_owned()));
+    add("correlation-id", correlation);
     add("reply-to", p.reply_to.clone());
     add("expiration", p.expiration_ms.map(|n| n.to_string()));
     add("amqp-message-id", p.message_id.clone());
@@ -54,37 +60,10 @@ pub fn add_properties(mut frame: Frame, p: &Properties) -> Frame {
     add("user-id", p.user_id.clone());
     add("app-id", p.app_id.clone());
     add("cluster-id", p.cluster_id.clone());
-    for (name, value) in p.headers.iter() {
-        // A header another protocol set under a frame-only name (content-length, destination,
-        // ...) must not steer the client's framing or routing.
-        if FRAME_ONLY.contains(&name) {
-            continue;
-        }
-        if let Some(text) = header_text(value) {
-            frame.headers.push((name.to_string(), text));
-        }
-    }
+    // A header another protocol set under a frame-only name (content-length, destination, ...)
+    // must not steer the client's framing or routing.
+    frame.headers.extend(text_headers::headers_to_text(&p.headers, |name| FRAME_ONLY.contains(&name)));
     frame
-}
-
-/// A header value as STOMP text (tables and arrays have no STOMP form and are left out).
-fn header_text(v: &Value) -> Option<String> {
-    Some(match v {
-        Value::Str(b) | Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::ShortStr(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::I8(n) => n.to_string(),
-        Value::U8(n) => n.to_string(),
-        Value::I16(n) => n.to_string(),
-        Value::U16(n) => n.to_string(),
-        Value::I32(n) => n.to_string(),
-        Value::U32(n) => n.to_string(),
-        Value::I64(n) => n.to_string(),
-        Value::F32(n) => n.to_string(),
-        Value::F64(n) => n.to_string(),
-        Value::Timestamp(n) => n.to_string(),
-        Value::Decimal { .. } | Value::Array(_) | Value::Table(_) | Value::Void => return None,
-    })
 }
 
 #[cfg(test)]

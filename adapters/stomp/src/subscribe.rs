@@ -7,6 +7,7 @@ use crate::frame::{Frame, Version};
 use junction_core::message::{Table, Value};
 use junction_core::permissions::{Op, Resource};
 use junction_core::persist::DestinationKind;
+use junction_core::queue::StreamStart;
 use junction_core::{ConsumerEvent, ConsumerSpec, Delivery, Queue, QueueDeclare};
 use rand::distr::{Alphanumeric, SampleString};
 use std::sync::Arc;
@@ -24,6 +25,14 @@ pub struct Subscription {
     pub ack: AckMode,
     pub queue: Arc<Queue>,
     pub consumer: u64,
+}
+
+/// Where a subscription to a stream starts reading (`x-stream-offset`) and the name its
+/// position is kept under (`x-stream-consumer-name`); ignored for other queues.
+#[derive(Debug, Default)]
+struct StreamReader {
+    start: StreamStart,
+    name: Option<String>,
 }
 
 /// A delivered message waiting for its ACK / NACK.
@@ -54,7 +63,12 @@ impl Conn {
         };
         let queue = self.subscription_queue(&destination, &id, f)?;
         self.session.access.check(Op::Read, Resource::Queue(queue.name()))?;
-        self.start_consumer(id, queue, ack, prefetch)?;
+        let start = match f.header("x-stream-offset") {
+            Some(text) => StreamStart::parse(text).map_err(|e| StompError::new("Invalid x-stream-offset", &e))?,
+            None => StreamStart::Next,
+        };
+        let reader = StreamReader { start, name: f.header("x-stream-consumer-name").map(str::to_string) };
+        self.start_consumer(id, queue, ack, prefetch, reader)?;
         self.receipt_after(f, Vec::new())
     }
 
@@ -112,11 +126,11 @@ impl Conn {
         let declare = QueueDeclare { name: real.clone(), exclusive: true, auto_delete: true, connection: self.connection_id, ..Default::default() };
         self.session.vhost.declare_queue(declare)?;
         let queue = self.session.vhost.queue_for(&real, self.connection_id)?;
-        self.start_consumer(id, queue, AckMode::Auto, 0)?;
+        self.start_consumer(id, queue, AckMode::Auto, 0, StreamReader::default())?;
         Ok(real)
     }
 
-    fn start_consumer(&mut self, id: String, queue: Arc<Queue>, ack: AckMode, prefetch: u32) -> FrameResult {
+    fn start_consumer(&mut self, id: String, queue: Arc<Queue>, ack: AckMode, prefetch: u32, reader: StreamReader) -> FrameResult {
         let cookie = self.next_cookie;
         self.next_cookie += 1;
         let spec = ConsumerSpec {
@@ -128,7 +142,7 @@ impl Conn {
             sink: self.events_tx.clone(),
             cookie,
         };
-        let consumer = queue.consume(spec)?;
+        let consumer = queue.consume_stream(spec, reader.start, reader.name)?;
         self.by_cookie.insert(cookie, id.clone());
         self.subscriptions.insert(id, Subscription { ack, queue, consumer });
         Ok(())
@@ -188,7 +202,8 @@ impl Conn {
         if d.redelivered {
             frame = frame.with("redelivered", "true");
         }
-        let frame = convert::add_properties(frame, &d.message.properties).with_body(d.message.body.clone());
+        let message = d.as_delivered();
+        let frame = convert::add_properties(frame, &message.properties).with_body(message.body.clone());
         if !d.no_ack {
             self.unacked.insert(tag, Unacked { subscription: sub_id, queue: d.queue.clone(), seq: d.seq });
         }
@@ -245,15 +260,25 @@ fn durable_queue_name(user: &str, d: &Destination, id: &str) -> String {
 /// `x-*` headers of a SUBSCRIBE or SEND that are queue arguments (numbers where RabbitMQ
 /// expects them).
 pub fn queue_arguments(f: &Frame) -> Table {
-    const NUMERIC: &[&str] = &["x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-delivery-limit"];
+    // The queue arguments RabbitMQ's STOMP plugin takes from headers; other `x-` headers (user
+    // headers, `x-stream-offset`, `x-delay`) are not arguments.
+    const NUMERIC: &[&str] = &[
+        "x-message-ttl",
+        "x-expires",
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-max-priority",
+        "x-delivery-limit",
+        "x-stream-max-segment-size-bytes",
+    ];
+    const TEXT: &[&str] = &["x-dead-letter-exchange", "x-dead-letter-routing-key", "x-overflow", "x-queue-type", "x-max-age"];
     let mut args = Table::default();
     for (name, value) in f.distinct_headers() {
-        if !name.starts_with("x-") || name == "x-queue-name" || name == "x-stream-offset" {
-            continue;
-        }
         let v = match value.parse::<i64>() {
             Ok(n) if NUMERIC.contains(&name) => Value::I64(n),
-            _ => Value::Str(value.as_bytes().to_vec().into()),
+            _ if NUMERIC.contains(&name) || TEXT.contains(&name) => Value::Str(value.as_bytes().to_vec().into()),
+            _ if name == "x-single-active-consumer" => Value::Bool(value == "true"),
+            _ => continue,
         };
         args.insert(name, v);
     }

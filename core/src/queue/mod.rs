@@ -68,6 +68,25 @@ pub struct Delivery {
     pub stream_offset: Option<u64>,
 }
 
+/// Header on messages delivered from a stream: their offset.
+pub const STREAM_OFFSET_HEADER: &str = "x-stream-offset";
+
+impl Delivery {
+    /// The message as its consumer sees it: a delivery from a stream carries its offset in the
+    /// `x-stream-offset` header (a copy is made only then).
+    pub fn as_delivered(&self) -> std::borrow::Cow<'_, Message> {
+        match self.stream_offset {
+            None => std::borrow::Cow::Borrowed(&self.message),
+            Some(offset) => {
+                let mut msg = Message::clone(&self.message);
+                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+                msg.properties.headers.insert(STREAM_OFFSET_HEADER, crate::message::Value::I64(offset));
+                std::borrow::Cow::Owned(msg)
+            }
+        }
+    }
+}
+
 /// Counts shown to clients and operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueCounts {

@@ -8,6 +8,7 @@ use crate::convert::{properties_to_amqp, short};
 use crate::error::{AmqpError, AmqpResult, COMMAND_INVALID, NOT_ALLOWED, NOT_IMPLEMENTED, PRECONDITION_FAILED};
 use crate::session::Session;
 use amq_protocol::protocol::{basic, AMQPClass};
+use junction_core::queue::StreamStart;
 use junction_core::{ConsumerSpec, Delivery, Queue};
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::HashMap;
@@ -94,7 +95,10 @@ impl Channel {
             let ok = basic::ConsumeOk { consumer_tag: short(&tag) };
             s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
         }
-        let id = queue.consume(spec)?;
+        let id = match stream_read(&c)? {
+            Some((start, name)) if queue.is_stream() => queue.consume_stream(spec, start, name)?,
+            _ => queue.consume(spec)?,
+        };
         self.consumers.insert(tag, ConsumerEntry { queue, id });
         Ok(())
     }
@@ -103,6 +107,10 @@ impl Channel {
         let name = if g.queue.as_str().is_empty() { self.last_queue.clone().unwrap_or_default() } else { g.queue.as_str().to_string() };
         s.access.check(Op::Read, Resource::Queue(&name))?;
         let queue = s.vhost.queue_for(&name, s.connection_id)?;
+        if queue.is_stream() {
+            let why = format!("basic.get not supported by stream queues queue '{name}' in vhost '{}'", s.vhost.name());
+            return Err(AmqpError::channel(NOT_IMPLEMENTED, why));
+        }
         let Some(d) = queue.get(g.no_ack) else {
             let empty = basic::GetEmpty {};
             s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(empty)));
@@ -153,7 +161,8 @@ impl Channel {
         };
         s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)));
         let frame_max = s.frame_max;
-        s.writer().content(self.id, properties_to_amqp(&d.message.properties), &d.message.body, frame_max);
+        let message = d.as_delivered();
+        s.writer().content(self.id, properties_to_amqp(&message.properties), &message.body, frame_max);
     }
 
     /// The queue behind a consumer went away: tell the client if it understands basic.cancel.
@@ -228,4 +237,16 @@ pub(super) fn group_by_queue(items: Vec<Outstanding>) -> Vec<(Arc<Queue>, Vec<u6
         groups.entry(Arc::as_ptr(&o.queue)).or_insert_with(|| (o.queue.clone(), Vec::new())).1.push(o.seq);
     }
     groups.into_values().collect()
+}
+
+/// Where a stream consumer starts and the name its position is stored under: the
+/// `x-stream-offset` and `x-stream-consumer-name` consume arguments (`None` when neither is given).
+fn stream_read(c: &basic::Consume) -> AmqpResult<Option<(StreamStart, Option<String>)>> {
+    let args = crate::convert::table_from_amqp(&c.arguments);
+    let start = match args.get("x-stream-offset") {
+        Some(v) => Some(StreamStart::from_value(v).map_err(|why| AmqpError::channel(PRECONDITION_FAILED, why))?),
+        None => None,
+    };
+    let name = args.get("x-stream-consumer-name").and_then(|v| v.as_str()).map(str::to_string);
+    Ok((start.is_some() || name.is_some()).then(|| (start.unwrap_or_default(), name)))
 }
