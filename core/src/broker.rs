@@ -339,6 +339,9 @@ impl Broker {
                 }
                 Record::Permission(p) => self.permissions.set(p)?,
                 Record::TopicPermission(t) => self.permissions.set_topic(t)?,
+                Record::Delayed { vhost, due_ms, tie, exchange, message } => {
+                    self.restored_vhost(&vhost)?.restore_held(due_ms, tie, exchange, message);
+                }
                 Record::StreamOffset { vhost, queue, consumer, offset } => {
                     if let Some(q) = self.restored_vhost(&vhost)?.queue(&queue) {
                         q.restore_stream_position(consumer, offset);

@@ -16,6 +16,7 @@ const KIND_SESSION: u8 = 7;
 const KIND_PERMISSION: u8 = 8;
 const KIND_TOPIC_PERMISSION: u8 = 9;
 const KIND_STREAM_OFFSET: u8 = 10;
+const KIND_DELAYED: u8 = 11;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DestinationKind {
@@ -56,6 +57,8 @@ pub enum Record {
     TopicPermission(crate::permissions::TopicPermissionRecord),
     /// Where a named stream consumer resumes.
     StreamOffset { vhost: String, queue: String, consumer: String, offset: u64 },
+    /// A persistent message held back by `x-delay` until `due_ms` (ms since the epoch).
+    Delayed { vhost: String, due_ms: u64, tie: u64, exchange: String, message: crate::message::Message },
 }
 
 fn key(kind: u8, scope: &str, name: &[u8]) -> Vec<u8> {
@@ -83,6 +86,11 @@ impl Record {
             Record::Permission(p) => key(KIND_PERMISSION, &p.vhost, p.user.as_bytes()),
             Record::StreamOffset { vhost, queue, consumer, .. } => {
                 key(KIND_STREAM_OFFSET, vhost, format!("{queue}\0{consumer}").as_bytes())
+            }
+            Record::Delayed { vhost, due_ms, tie, .. } => {
+                let mut name = due_ms.to_be_bytes().to_vec();
+                name.extend_from_slice(&tie.to_be_bytes());
+                key(KIND_DELAYED, vhost, &name)
             }
             Record::TopicPermission(t) => {
                 key(KIND_TOPIC_PERMISSION, &t.vhost, format!("{}\0{}", t.user, t.exchange).as_bytes())

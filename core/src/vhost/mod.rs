@@ -3,8 +3,10 @@
 
 mod bind;
 mod declare;
+mod delayed;
 
 pub use declare::{QueueDeclare, QueueDeclared};
+pub use delayed::{requested_delay, DELAY_HEADER};
 
 use crate::error::{CoreError, CoreResult};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeSpec};
@@ -39,6 +41,8 @@ pub struct VHost {
     /// Broker-wide allocator of queue ids (names of queue logs in the store).
     queue_ids: Arc<AtomicU64>,
     retained: crate::retained::RetainedStore,
+    /// Messages held back by `x-delay`.
+    delayed: Arc<delayed::DelayedMessages>,
     this: Weak<VHost>,
 }
 
@@ -72,6 +76,7 @@ impl VHost {
             resources,
             queue_ids,
             retained: Default::default(),
+            delayed: Default::default(),
             this: this.clone(),
         });
         for (name, kind) in STANDARD_EXCHANGES {
@@ -137,10 +142,15 @@ impl VHost {
     }
 
     /// Publishes `msg` to `exchange`. With `want_receipt`, the outcome carries a receipt that
-    /// resolves once the message is durable wherever it must be.
+    /// resolves once the message is durable wherever it must be. A message with an `x-delay`
+    /// header is held back until its time (and counts as routed).
     pub fn publish(&self, exchange: &str, msg: Message, want_receipt: bool) -> CoreResult<PublishOutcome> {
         if !exchange.is_empty() && self.exchange(exchange).is_none() {
             return Err(self.no_exchange(exchange));
+        }
+        if let Some(delay_ms) = requested_delay(&msg) {
+            let receipt = self.hold(exchange, msg, delay_ms);
+            return Ok(PublishOutcome { routed: true, refused: false, durable: receipt.filter(|_| want_receipt) });
         }
         Ok(self.deliver(exchange, Arc::new(msg), want_receipt))
     }

@@ -150,3 +150,52 @@ async fn send_window_bounds_deliveries_not_yet_written() {
     q.kick();
     assert!(next(&mut rx).is_some());
 }
+
+fn delayed(queue: &str, body: &str, delay: Value, persistent: bool) -> Message {
+    let mut m = Message { routing_key: queue.into(), ..msg(body, persistent) };
+    m.properties.headers.insert("x-delay", delay);
+    m
+}
+
+#[tokio::test]
+async fn x_delay_holds_a_message_back_until_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("q", false, Table::default())).unwrap();
+    let out = v.publish("", delayed("q", "later", Value::I32(300), false), true).unwrap();
+    assert!(out.routed && out.durable.is_none());
+    v.publish("", delayed("q", "now", Value::str("0"), false), false).unwrap();
+    let q = v.queue("q").unwrap();
+    assert_eq!(q.counts().ready, 1, "only the undelayed message is there");
+    assert_eq!(v.delayed_count(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(q.counts().ready, 2);
+    assert_eq!(v.delayed_count(), 0);
+}
+
+#[tokio::test]
+async fn persistent_delayed_messages_survive_a_restart_and_arrive_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        let v = b.vhost("/").unwrap();
+        v.declare_queue(declare("q", true, Table::default())).unwrap();
+        let out = v.publish("", delayed("q", "held", Value::str("700"), true), true).unwrap();
+        out.durable.unwrap().await.unwrap().unwrap();
+        b.shutdown().await;
+    }
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    assert_eq!(v.delayed_count(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let (spec, mut rx) = consumer(0);
+    v.queue("q").unwrap().consume(spec).unwrap();
+    let d = next(&mut rx).expect("released after the restart");
+    assert_eq!(body(&d), b"held");
+    assert!(next(&mut rx).is_none());
+    b.shutdown().await;
+    drop((v, b, rx, d));
+    let b = broker(dir.path());
+    assert_eq!(b.vhost("/").unwrap().delayed_count(), 0, "released messages are no longer held");
+}
