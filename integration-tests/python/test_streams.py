@@ -253,3 +253,26 @@ def test_a_persistent_delayed_message_survives_kill_9(broker):
     assert wait_for_body(ch, "held") == b"kept"
     time.sleep(0.5)
     assert message_count(ch, "held") == 0, "delivered once"
+
+
+@pytest.mark.parametrize("start,expected", [
+    ("first", ["m0", "m1", "m2"]),
+    ("last", ["m2"]),
+    ("offset=1", ["m1", "m2"]),
+    ("timestamp=%d" % (time.time() - 3600), ["m0", "m1", "m2"]),
+    ("timestamp=%d" % (time.time() + 3600), []),
+])
+def test_stomp_subscribe_reads_a_stream_from_its_x_stream_offset(broker, start, expected):
+    ch = broker.connect().channel()
+    declare_stream(ch, "st")
+    publish_numbered(ch, "st", 3)
+    c = StompClient(broker)
+    c.subscribe("/queue/st", sub_id="s1", ack="client", **{"x-stream-offset": start, "prefetch-count": "10",
+                                                           "x-queue-type": "stream"})
+    if expected:
+        assert [f.body for f in c.wait_for("messages", len(expected))] == expected
+    time.sleep(0.3)
+    assert [f.body for f in c.messages] == expected
+    c.send("/queue/st", "m3", **{"x-queue-type": "stream"})
+    assert c.wait_for("messages", len(expected) + 1)[-1].body == "m3", "then the reader follows new messages"
+    c.close()
