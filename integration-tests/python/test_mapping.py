@@ -728,6 +728,17 @@ def test_payload_format_indicator_is_the_x_mqtt_payload_format_header(net):
     assert not prop(m, "UserProperty"), prop(m, "UserProperty")
 
 
+def test_a_stomp_x_mqtt_payload_format_header_sets_the_indicator(net):
+    """STOMP headers are text: `x-mqtt-payload-format:1` typed by hand (no
+    x-junction-typed-headers) still means the indicator."""
+    key = "pfi." + uid()
+    received = open_consumer(net, "mqtt5", key)
+    net.stomp().send("/topic/" + key, "ü".encode(), {"x-mqtt-payload-format": "1"})
+    m = received()
+    assert prop(m, "PayloadFormatIndicator") == 1
+    assert not prop(m, "UserProperty"), prop(m, "UserProperty")
+
+
 def test_expiry_in_each_direction(net):
     """AMQP expiration (ms, the original value) = STOMP expiration (ms) = MQTT 5 Message Expiry
     Interval (seconds left, rounded up)."""
