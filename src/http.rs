@@ -6,6 +6,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, State};
 use axum::serve::{IncomingStream, Listener};
+use junction_core::registry::Link;
 use junction_tls::{Reloadable, TlsStream};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -35,19 +36,19 @@ struct AppState {
     shutdown: watch::Receiver<bool>,
 }
 
-/// The client's address, for both the plain and the TLS listener.
+/// How a client reached the HTTP listener: over WebSocket, a connection's link.
 #[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
+pub struct Peer(pub Link);
 
 impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
-        Peer(*stream.remote_addr())
+        Peer(Link { peer: *stream.remote_addr(), tls: false, websocket: true })
     }
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
-        Peer(*stream.remote_addr())
+        Peer(Link { peer: *stream.remote_addr(), tls: true, websocket: true })
     }
 }
 
@@ -111,7 +112,7 @@ where
 
 async fn mqtt_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(Peer(link)): ConnectInfo<Peer>,
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     let Some(mqtt) = state.adapters.mqtt else {
@@ -122,14 +123,14 @@ async fn mqtt_ws(
         .on_upgrade(move |socket| async move {
             let (broker_side, bridge_side) = tokio::io::duplex(BRIDGE_BUFFER);
             tokio::spawn(bridge(socket, bridge_side));
-            mqtt.serve_stream(broker_side, peer, state.shutdown).await;
+            mqtt.serve_stream(broker_side, link, state.shutdown).await;
         })
         .into_response()
 }
 
 async fn stomp_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(Peer(link)): ConnectInfo<Peer>,
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     let Some(stomp) = state.adapters.stomp else {
@@ -140,7 +141,7 @@ async fn stomp_ws(
         .on_upgrade(move |socket| async move {
             let (broker_side, bridge_side) = tokio::io::duplex(BRIDGE_BUFFER);
             tokio::spawn(bridge(socket, bridge_side));
-            stomp.serve_stream(broker_side, peer, state.shutdown).await;
+            stomp.serve_stream(broker_side, link, state.shutdown).await;
         })
         .into_response()
 }

@@ -4,6 +4,7 @@ use crate::auth::{self, User};
 use crate::error::{CoreError, CoreResult, ErrorKind};
 use crate::message::Message;
 use crate::connections::{ConnectionLimits, ConnectionPermit, Connections};
+use crate::registry::{ConnectionInfo, Registry, Transport};
 use crate::permissions::{Access, PermissionRecord, PermissionTable, TopicPermissionRecord};
 use crate::persist::{Record, UserRecord};
 use crate::queue::{Queue, StoredBody};
@@ -63,6 +64,7 @@ pub struct Broker {
     sessions: RwLock<HashMap<(String, String, String), Vec<u8>>>,
     permissions: PermissionTable,
     connections: Arc<Connections>,
+    registry: Arc<Registry>,
     recovery: RecoveryReport,
 }
 
@@ -83,6 +85,7 @@ impl Broker {
             sessions: RwLock::new(HashMap::new()),
             permissions: PermissionTable::default(),
             connections,
+            registry: Arc::default(),
             recovery: RecoveryReport::default(),
         };
         broker.recovery = broker.recover()?;
@@ -191,9 +194,16 @@ impl Broker {
         })
     }
 
-    /// Admits a connection of a logged-in user under the connection limits.
-    pub fn admit_connection(&self, user: &User) -> CoreResult<ConnectionPermit> {
-        self.connections.admit(&user.name)
+    /// Admits a connection of a logged-in user under the connection limits and lists it for
+    /// operators (`traffic` is what its `registry::Counted` stream counts).
+    pub fn admit_connection(&self, user: &User, info: ConnectionInfo, transport: &Transport) -> CoreResult<ConnectionPermit> {
+        let id = self.next_connection_id();
+        self.connections.admit(&user.name, || self.registry.register(id, info, transport.traffic.clone()))
+    }
+
+    /// The open connections, for operators.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub fn connections(&self) -> &Arc<Connections> {

@@ -37,10 +37,11 @@ pub struct Connections {
     failures: Mutex<HashMap<(IpAddr, String), (Instant, u32)>>,
 }
 
-/// Counts one open connection until dropped.
+/// Counts one open connection until dropped, and keeps it listed for operators.
 pub struct ConnectionPermit {
     connections: Arc<Connections>,
     user: String,
+    pub registration: crate::registry::Registration,
 }
 
 impl Drop for ConnectionPermit {
@@ -62,7 +63,7 @@ impl Connections {
     }
 
     /// Admits a connection of `user`, or refuses it (RabbitMQ's wording) when a limit is reached.
-    pub fn admit(self: &Arc<Self>, user: &str) -> CoreResult<ConnectionPermit> {
+    pub fn admit(self: &Arc<Self>, user: &str, listing: impl FnOnce() -> crate::registry::Registration) -> CoreResult<ConnectionPermit> {
         let mut counts = self.counts.lock();
         let limit = |max: usize, n: usize| max > 0 && n >= max;
         if limit(self.limits.max_total, counts.total) {
@@ -75,7 +76,7 @@ impl Connections {
         }
         counts.total += 1;
         *counts.per_user.entry(user.to_string()).or_default() += 1;
-        Ok(ConnectionPermit { connections: self.clone(), user: user.to_string() })
+        Ok(ConnectionPermit { connections: self.clone(), user: user.to_string(), registration: listing() })
     }
 
     /// Open connections now.
@@ -110,15 +111,28 @@ mod tests {
     #[test]
     fn limits_count_open_connections_and_permits_release_them() {
         let c = Connections::new(ConnectionLimits { max_total: 3, max_per_user: 2 });
-        let a1 = c.admit("alice").unwrap();
-        let _a2 = c.admit("alice").unwrap();
-        let refused = c.admit("alice").err().unwrap();
+        let registry = Arc::new(crate::registry::Registry::default());
+        let link = crate::registry::Link::tcp("127.0.0.1:1".parse().unwrap());
+        let admit = |user: &str| {
+            let info = crate::registry::ConnectionInfo {
+                protocol: crate::registry::Protocol::Amqp,
+                protocol_version: "AMQP 0-9-1".into(),
+                user: user.into(),
+                vhost: "/".into(),
+                client_id: String::new(),
+                link,
+            };
+            c.admit(user, || registry.register(1, info, Arc::default()))
+        };
+        let a1 = admit("alice").unwrap();
+        let _a2 = admit("alice").unwrap();
+        let refused = admit("alice").err().unwrap();
         assert_eq!(refused.message, "connection refused for user 'alice': user connection limit (2) is reached");
-        let _b = c.admit("bob").unwrap();
-        assert_eq!(c.admit("carol").err().unwrap().message, "connection limit (3) is reached");
+        let _b = admit("bob").unwrap();
+        assert_eq!(admit("carol").err().unwrap().message, "connection limit (3) is reached");
         drop(a1);
         assert_eq!(c.open(), 2);
-        c.admit("alice").expect("a slot came free");
+        admit("alice").expect("a slot came free");
     }
 
     #[test]

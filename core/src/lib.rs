@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod persist;
 pub mod queue;
 pub mod resources;
+pub mod registry;
 pub mod retained;
 pub mod text_headers;
 pub mod topic;

@@ -59,7 +59,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             vhost: negotiated.vhost,
             user: negotiated.user,
             access: negotiated.access,
-            _permit: negotiated.permit,
+            permit: negotiated.permit,
             frame_max: negotiated.frame_max,
             capabilities: negotiated.capabilities,
             max_message_size,
@@ -106,6 +106,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             if let Err(end) = self.flush().await {
                 return end;
             }
+            self.session.permit.registration.entry.channels.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
             // Publishers stop being read while a resource alarm is raised.
             let reading = !(self.blocked && self.session.has_published);
             tokio::select! {
@@ -163,6 +164,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                         CONNECTION_FORCED,
                         "broker forced connection closure with reason 'shutdown'",
                     ));
+                }
+                reason = self.session.permit.registration.close_requested() => {
+                    return End::Error(AmqpError::connection(CONNECTION_FORCED, reason));
                 }
             }
         }

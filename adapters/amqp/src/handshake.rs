@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use junction_core::auth::User;
 use junction_core::{Broker, VHost};
-use std::net::SocketAddr;
+use junction_core::registry::{ConnectionInfo, Protocol, Transport};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
@@ -110,7 +110,7 @@ pub async fn negotiate<R, W>(
     wr: &mut W,
     broker: &Broker,
     config: &AmqpConfig,
-    peer: SocketAddr,
+    transport: &Transport,
 ) -> Result<Negotiated, Refusal>
 where
     R: AsyncRead + Unpin,
@@ -127,7 +127,9 @@ where
     let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = next_method(rd).await? else {
         return Err(unexpected("connection.start-ok"));
     };
+    let peer = transport.link.peer;
     let capabilities = client_capabilities(&start_ok.client_properties);
+    let client_id = connection_name(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_str().to_string();
     let (username, password) = parse_credentials(&mechanism, start_ok.response.as_bytes()).ok_or_else(|| {
         Refusal::Close(AmqpError::connection(SYNTAX_ERROR, format!("malformed {mechanism} response")))
@@ -163,12 +165,30 @@ where
         tracing::warn!(user = %user.name, vhost = %vhost.name(), "AMQP vhost access refused");
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
     })?;
-    let permit = broker.admit_connection(&user).map_err(|e| {
+    let info = ConnectionInfo {
+        protocol: Protocol::Amqp,
+        protocol_version: "AMQP 0-9-1".into(),
+        user: user.name.clone(),
+        vhost: vhost.name().to_string(),
+        client_id,
+        link: transport.link,
+    };
+    let permit = broker.admit_connection(&user, info, transport).map_err(|e| {
         tracing::warn!(user = %user.name, reason = %e.message, "AMQP connection refused");
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
     })?;
     send(wr, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
     Ok(Negotiated { user, vhost, access, permit, frame_max, channel_max, heartbeat: tune_ok.heartbeat, capabilities })
+}
+
+/// The `connection_name` client property (what pika, lapin and the Java client call the
+/// connection), shown to operators as its client id.
+fn connection_name(props: &FieldTable) -> String {
+    match props.inner().get("connection_name") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),
+        _ => String::new(),
+    }
 }
 
 fn client_capabilities(props: &FieldTable) -> ClientCapabilities {

@@ -12,8 +12,8 @@ mod session;
 
 use codec::FrameCodec;
 use handshake::Refusal;
+use junction_core::registry::{Counted, Link};
 use junction_core::Broker;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -54,7 +54,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, config: AmqpConfi
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let (broker, config, shutdown) = (broker.clone(), config.clone(), shutdown.clone());
-                    tokio::spawn(serve_stream(stream, peer, broker, config, shutdown));
+                    tokio::spawn(serve_stream(stream, Link::tcp(peer), broker, config, shutdown));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "AMQP accept failed");
@@ -67,16 +67,18 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, config: AmqpConfi
 }
 
 /// Serves one AMQP byte stream (TCP or TLS) until it ends.
-pub async fn serve_stream<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, config: Arc<AmqpConfig>, shutdown: watch::Receiver<bool>)
+pub async fn serve_stream<S>(stream: S, link: Link, broker: Arc<Broker>, config: Arc<AmqpConfig>, shutdown: watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = link.peer;
+    let (stream, transport) = Counted::attach(stream, link);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let opened = tokio::time::timeout(config.handshake_timeout, async {
         handshake::read_protocol_header(&mut rd, &mut wr).await?;
         // Until tune-ok, frames may be as large as the frame_max we are about to offer.
         let mut reader = FramedRead::new(rd, FrameCodec { frame_max: config.frame_max as usize });
-        let negotiated = handshake::negotiate(&mut reader, &mut wr, &broker, &config, peer).await;
+        let negotiated = handshake::negotiate(&mut reader, &mut wr, &broker, &config, &transport).await;
         Ok::<_, Refusal>((reader, negotiated))
     })
     .await;

@@ -29,7 +29,7 @@ pub struct Session {
     pub user: User,
     /// What the user may do in the vhost (checked before every operation).
     pub access: Access,
-    pub _permit: junction_core::connections::ConnectionPermit,
+    pub permit: junction_core::connections::ConnectionPermit,
     pub frame_max: usize,
     pub capabilities: ClientCapabilities,
     /// Largest message body accepted.
@@ -42,6 +42,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// This connection's counters, as operators see them.
+    pub fn traffic(&self) -> &junction_core::registry::Traffic {
+        &self.permit.registration.entry.traffic
+    }
+
     pub fn writer(&mut self) -> FrameWriter<'_> {
         FrameWriter { out: &mut self.out }
     }

@@ -102,6 +102,20 @@ impl OutboundAliases {
 pub const SESSION_COOKIE: u64 = 1;
 
 impl Client {
+    /// Resolves once an operator asks to close the connection holding `permit` (a function of
+    /// the field so that a `select!` can borrow the client's other fields alongside).
+    pub async fn close_requested(permit: &mut Option<junction_core::connections::ConnectionPermit>) -> String {
+        match permit.as_mut() {
+            Some(permit) => permit.registration.close_requested().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// This connection's counters, once it is admitted.
+    pub fn traffic(&self) -> Option<&junction_core::registry::Traffic> {
+        self.permit.as_ref().map(|p| &*p.registration.entry.traffic)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mqtt: Arc<Mqtt>,

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use junction_core::message::{Table, Value};
 use junction_core::retained::now_ms;
 use junction_core::{ConsumerSpec, QueueDeclare};
-use std::net::SocketAddr;
+use junction_core::registry::{ConnectionInfo, Counted, Link, Protocol, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -26,10 +26,12 @@ pub enum End {
     Abnormal,
 }
 
-pub async fn run<S>(mqtt: Arc<Mqtt>, stream: S, peer: SocketAddr, shutdown: watch::Receiver<bool>)
+pub async fn run<S>(mqtt: Arc<Mqtt>, stream: S, link: Link, shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = link.peer;
+    let (stream, transport) = Counted::attach(stream, link);
     let (rd, mut wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, Framing::new(mqtt.config.max_packet_size));
     let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
@@ -45,7 +47,7 @@ where
         }
         _ => return,
     };
-    let Some(accepted) = accept(&mqtt, &connect, peer, &mut reader, &mut wr).await else { return };
+    let Some(accepted) = accept(&mqtt, &connect, &transport, &mut reader, &mut wr).await else { return };
     let (mut client, ownership, events, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
@@ -91,7 +93,7 @@ type Accepted = (Client, crate::registry::Ownership, mpsc::UnboundedReceiver<jun
 async fn accept<R, W>(
     mqtt: &Arc<Mqtt>,
     c: &Connect,
-    peer: SocketAddr,
+    transport: &Transport,
     reader: &mut FramedRead<R, Framing>,
     wr: &mut W,
 ) -> Option<Accepted>
@@ -99,6 +101,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let peer = transport.link.peer;
     let refuse = |code: u8| async move {
         let mut out = bytes::BytesMut::new();
         let _ = reader.decoder_mut().encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out);
@@ -145,7 +148,20 @@ where
             return refuse(reason::NOT_AUTHORIZED).await;
         }
     }
-    let permit = match mqtt.broker.admit_connection(&user) {
+    let info = ConnectionInfo {
+        protocol: Protocol::Mqtt,
+        protocol_version: match c.level {
+            Level::V31 => "MQTT 3.1",
+            Level::V311 => "MQTT 3.1.1",
+            Level::V5 => "MQTT 5.0",
+        }
+        .into(),
+        user: user.name.clone(),
+        vhost: vhost.name().to_string(),
+        client_id: id.clone(),
+        link: transport.link,
+    };
+    let permit = match mqtt.broker.admit_connection(&user, info, transport) {
         Ok(permit) => permit,
         Err(e) => {
             tracing::warn!(%peer, client = %id, reason = %e.message, "MQTT connection refused");

@@ -80,6 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 _ = &mut kicked => Some(protocol_error(reason::SESSION_TAKEN_OVER)),
                 _ = shutdown.changed() => Some(protocol_error(reason::SERVER_SHUTTING_DOWN)),
+                _ = Client::close_requested(&mut self.client.permit) => Some(protocol_error(reason::ADMINISTRATIVE_ACTION)),
                 Ok(()) = alarm.changed() => None,
             };
             if let Some(close) = close {
@@ -207,6 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(protocol_error(reason::RECEIVE_MAXIMUM_EXCEEDED));
         }
         self.client.mqtt.stats.received(p.payload.len());
+        self.client.traffic().map(|t| t.message_in());
         let qos = p.qos;
         if qos == 1 {
             self.client.inbound_qos1 += 1;
@@ -440,6 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Sends a PUBLISH, assigning a packet id for QoS 1/2.
     fn emit(&mut self, mut p: Publish, source: Option<(Arc<junction_core::Queue>, u64)>) {
         self.client.mqtt.stats.sent(p.payload.len());
+        self.client.traffic().map(|t| t.message_out());
         if p.qos > 0 {
             let id = self.client.allocate_packet_id();
             p.packet_id = Some(id);

@@ -72,11 +72,11 @@ impl Mqtt {
     }
 
     /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends.
-    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, peer: std::net::SocketAddr, shutdown: watch::Receiver<bool>)
+    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, link: junction_core::registry::Link, shutdown: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connect::run(self, stream, peer, shutdown).await
+        connect::run(self, stream, link, shutdown).await
     }
 }
 
@@ -88,7 +88,7 @@ pub async fn serve(listener: TcpListener, mqtt: Arc<Mqtt>, mut shutdown: watch::
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(mqtt.clone().serve_stream(stream, peer, shutdown.clone()));
+                    tokio::spawn(mqtt.clone().serve_stream(stream, junction_core::registry::Link::tcp(peer), shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "MQTT accept failed");

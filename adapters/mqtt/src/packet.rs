@@ -147,6 +147,7 @@ pub mod reason {
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
     pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
 }
 

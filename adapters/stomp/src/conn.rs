@@ -12,7 +12,7 @@ use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use junction_core::{ChannelCredit, ConsumerEvent, CoreError};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use junction_core::registry::{Counted, Link};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -97,15 +97,17 @@ pub struct Conn {
     pub has_published: bool,
 }
 
-pub async fn run<S>(stomp: Arc<Stomp>, stream: S, peer: SocketAddr, mut shutdown: watch::Receiver<bool>)
+pub async fn run<S>(stomp: Arc<Stomp>, stream: S, link: Link, mut shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = link.peer;
+    let (stream, transport) = Counted::attach(stream, link);
     let (rd, mut wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, StompCodec::new(stomp.config.limits.clone()));
     let first = tokio::time::timeout(stomp.config.connect_timeout, first_frame(&mut reader)).await;
     let opened = match first {
-        Ok(Ok(frame)) => connect::open(&stomp, &frame, peer).await.map_err(|e| (e, frame.header("receipt").map(str::to_string))),
+        Ok(Ok(frame)) => connect::open(&stomp, &frame, &transport).await.map_err(|e| (e, frame.header("receipt").map(str::to_string))),
         Ok(Err(Some(e))) => Err((e, None)),
         Ok(Err(None)) | Err(_) => return,
     };
@@ -240,6 +242,9 @@ impl Conn {
                     return;
                 }
                 _ = shutdown.changed() => self.fail(StompError::new("Server shutting down", "The broker is stopping."), None),
+                reason = self.session.permit.registration.close_requested() => {
+                    self.fail(StompError::new("Connection closed", &reason), None)
+                }
                 Ok(()) = alarm.changed() => last_read = Instant::now(),
             }
         }

@@ -5,6 +5,7 @@ use crate::frame::{Frame, Version};
 use crate::Stomp;
 use junction_core::auth::User;
 use junction_core::permissions::Access;
+use junction_core::registry::{ConnectionInfo, Protocol, Transport};
 use junction_core::VHost;
 use rand::distr::{Alphanumeric, SampleString};
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ pub struct Opened {
     pub vhost: Arc<VHost>,
     pub access: Access,
     /// Counts the connection against the connection limits while it lives.
-    pub _permit: junction_core::connections::ConnectionPermit,
+    pub permit: junction_core::connections::ConnectionPermit,
     /// How often the server must send something (heart-beat), if at all.
     pub send_every: Option<Duration>,
     /// How often the client promised to send something, if at all.
@@ -26,7 +27,8 @@ pub struct Opened {
     pub connected: Frame,
 }
 
-pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Opened, StompError> {
+pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result<Opened, StompError> {
+    let peer = transport.link.peer;
     if !matches!(frame.command.as_str(), "CONNECT" | "STOMP") {
         return Err(StompError::new("Illegal command", "You must log in using CONNECT first"));
     }
@@ -40,7 +42,15 @@ pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Open
         .or_else(|| stomp.broker.vhost(&stomp.config.default_vhost))
         .ok_or_else(|| StompError::new("Bad CONNECT", "no default vhost"))?;
     let access = stomp.broker.access(&user, vhost.name()).map_err(|e| StompError::new("Bad CONNECT", &e.message))?;
-    let permit = stomp.broker.admit_connection(&user).map_err(|e| {
+    let info = ConnectionInfo {
+        protocol: Protocol::Stomp,
+        protocol_version: format!("STOMP {}", version.as_str()),
+        user: user.name.clone(),
+        vhost: vhost.name().to_string(),
+        client_id: frame.header("client-id").unwrap_or_default().to_string(),
+        link: transport.link,
+    };
+    let permit = stomp.broker.admit_connection(&user, info, transport).map_err(|e| {
         tracing::warn!(%peer, reason = %e.message, "STOMP connection refused");
         StompError::new("Bad CONNECT", &e.message)
     })?;
@@ -56,7 +66,7 @@ pub async fn open(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<Open
     }
     let session = format!("session-{}", Alphanumeric.sample_string(&mut rand::rng(), 22));
     connected = connected.with("server", format!("Junction/{}", env!("CARGO_PKG_VERSION"))).with("session", session);
-    Ok(Opened { version, user, vhost, access, _permit: permit, send_every, expect_every, connected })
+    Ok(Opened { version, user, vhost, access, permit, send_every, expect_every, connected })
 }
 
 async fn login(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<User, StompError> {

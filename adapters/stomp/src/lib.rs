@@ -56,11 +56,11 @@ impl Stomp {
     }
 
     /// Serves one STOMP byte stream (TCP, TLS or WebSocket) until it ends.
-    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, peer: std::net::SocketAddr, shutdown: watch::Receiver<bool>)
+    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, link: junction_core::registry::Link, shutdown: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        conn::run(self, stream, peer, shutdown).await
+        conn::run(self, stream, link, shutdown).await
     }
 }
 
@@ -71,7 +71,7 @@ pub async fn serve(listener: TcpListener, stomp: Arc<Stomp>, mut shutdown: watch
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(stomp.clone().serve_stream(stream, peer, shutdown.clone()));
+                    tokio::spawn(stomp.clone().serve_stream(stream, junction_core::registry::Link::tcp(peer), shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "STOMP accept failed");

@@ -63,6 +63,7 @@ impl Conn {
         let persistent = properties.persistent;
         let message = Message::new(exchange, routing_key, properties, f.body.clone());
         let outcome = self.session.vhost.publish(exchange, message, persistent)?;
+        self.session.permit.registration.entry.traffic.message_in();
         Ok(outcome.durable)
     }
 

@@ -117,6 +117,7 @@ impl Channel {
             return Ok(());
         };
         let tag = self.track(&d);
+        s.traffic().message_out();
         let ok = basic::GetOk {
             delivery_tag: tag,
             redelivered: d.redelivered,
@@ -152,6 +153,7 @@ impl Channel {
             return;
         }
         let tag = self.track(&d);
+        s.traffic().message_out();
         let deliver = basic::Deliver {
             consumer_tag: short(&d.consumer_tag),
             delivery_tag: tag,

@@ -84,6 +84,7 @@ impl Channel {
             ));
         }
         s.has_published = true;
+        s.traffic().message_in();
         let msg = Message::new(&p.exchange, &p.routing_key, properties, body);
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((msg, p.mandatory));

@@ -1,0 +1,331 @@
+//! The open connections of every protocol, as operators see them (management API, metrics):
+//! who, from where, over what, how much traffic; and a way to close one.
+//!
+//! Traffic is counted by `Counted`, a wrapper around the connection's byte stream that every
+//! adapter puts on before anything is read, so bytes are counted in one place. Message counts are
+//! bumped by the adapters where a message is taken in or handed out.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Amqp,
+    Mqtt,
+    Stomp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Amqp, Protocol::Mqtt, Protocol::Stomp];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Protocol::Amqp => "amqp",
+            Protocol::Mqtt => "mqtt",
+            Protocol::Stomp => "stomp",
+        }
+    }
+}
+
+/// How a client reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// Over WebSocket (MQTT at `/mqtt`, STOMP at `/ws`).
+    pub websocket: bool,
+}
+
+impl Link {
+    pub fn tcp(peer: SocketAddr) -> Link {
+        Link { peer, tls: false, websocket: false }
+    }
+}
+
+/// Counters of one connection (and, summed, of every connection of a protocol).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub recv_bytes: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    /// Messages the client published.
+    pub messages_in: AtomicU64,
+    /// Messages handed to the client.
+    pub messages_out: AtomicU64,
+}
+
+impl Traffic {
+    pub fn message_in(&self) {
+        self.messages_in.fetch_add(1, Relaxed);
+    }
+
+    pub fn message_out(&self) {
+        self.messages_out.fetch_add(1, Relaxed);
+    }
+
+
+    /// (received bytes, sent bytes, messages in, messages out).
+    pub fn snapshot(&self) -> TrafficSnapshot {
+        TrafficSnapshot {
+            recv_bytes: self.recv_bytes.load(Relaxed),
+            sent_bytes: self.sent_bytes.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    pub recv_bytes: u64,
+    pub sent_bytes: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+}
+
+impl std::ops::AddAssign for TrafficSnapshot {
+    fn add_assign(&mut self, o: TrafficSnapshot) {
+        self.recv_bytes += o.recv_bytes;
+        self.sent_bytes += o.sent_bytes;
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+    }
+}
+
+/// What an adapter tells the registry about a connection once its client has logged in.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub protocol: Protocol,
+    /// Shown to operators: "AMQP 0-9-1", "MQTT 5.0", "STOMP 1.2".
+    pub protocol_version: String,
+    pub user: String,
+    pub vhost: String,
+    /// MQTT client id, AMQP `connection_name` client property, STOMP `client-id` header.
+    pub client_id: String,
+    pub link: Link,
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub struct ConnectionEntry {
+    pub id: u64,
+    pub info: ConnectionInfo,
+    pub connected_at_ms: u64,
+    pub traffic: Arc<Traffic>,
+    /// AMQP channels open (1 for MQTT and STOMP).
+    pub channels: AtomicU32,
+    close: watch::Sender<Option<String>>,
+}
+
+impl ConnectionEntry {
+    /// The name operators use for it, as RabbitMQ shows connections: `peer -> id`.
+    pub fn name(&self) -> String {
+        format!("{} -> {}#{}", self.info.link.peer, self.info.protocol.key(), self.id)
+    }
+
+    /// Asks the connection to close, telling its client `reason`.
+    pub fn request_close(&self, reason: &str) {
+        let _ = self.close.send(Some(reason.to_string()));
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    open: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
+    /// Traffic of closed connections, per protocol, so that totals never go down.
+    closed: Mutex<HashMap<Protocol, TrafficSnapshot>>,
+}
+
+/// Keeps a connection listed until dropped; says when an operator wants it closed.
+pub struct Registration {
+    registry: Arc<Registry>,
+    pub entry: Arc<ConnectionEntry>,
+    close_requests: watch::Receiver<Option<String>>,
+}
+
+impl Registration {
+    /// Resolves with the reason once an operator asks for the connection to close (pending for
+    /// ever otherwise; use in a `select!`).
+    pub async fn close_requested(&mut self) -> String {
+        loop {
+            if let Some(reason) = self.close_requests.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.close_requests.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.open.lock().remove(&self.entry.id);
+        let snapshot = self.entry.traffic.snapshot();
+        *self.registry.closed.lock().entry(self.entry.info.protocol).or_default() += snapshot;
+    }
+}
+
+impl Registry {
+    pub fn register(self: &Arc<Self>, id: u64, info: ConnectionInfo, traffic: Arc<Traffic>) -> Registration {
+        let (close, close_requests) = watch::channel(None);
+        let entry = Arc::new(ConnectionEntry {
+            id,
+            info,
+            connected_at_ms: crate::message::now_ms(),
+            traffic,
+            channels: AtomicU32::new(0),
+            close,
+        });
+        self.open.lock().insert(id, entry.clone());
+        Registration { registry: self.clone(), entry, close_requests }
+    }
+
+    /// Every open connection, oldest first.
+    pub fn list(&self) -> Vec<Arc<ConnectionEntry>> {
+        let mut all: Vec<_> = self.open.lock().values().cloned().collect();
+        all.sort_by_key(|e| e.id);
+        all
+    }
+
+    pub fn find(&self, name: &str) -> Option<Arc<ConnectionEntry>> {
+        self.open.lock().values().find(|e| e.name() == name).cloned()
+    }
+
+    /// Traffic of every connection of `protocol` since the broker started, open or closed.
+    pub fn totals(&self, protocol: Protocol) -> TrafficSnapshot {
+        let mut total = self.closed.lock().get(&protocol).copied().unwrap_or_default();
+        for e in self.open.lock().values().filter(|e| e.info.protocol == protocol) {
+            total += e.traffic.snapshot();
+        }
+        total
+    }
+
+    pub fn open_count(&self, protocol: Protocol) -> usize {
+        self.open.lock().values().filter(|e| e.info.protocol == protocol).count()
+    }
+}
+
+/// A connection's transport as its adapter holds it: how the client came, and the counters its
+/// `Counted` stream feeds.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub link: Link,
+    pub traffic: Arc<Traffic>,
+}
+
+/// A byte stream whose reads and writes are counted into a `Traffic`.
+pub struct Counted<S> {
+    inner: S,
+    traffic: Arc<Traffic>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> (Counted<S>, Arc<Traffic>) {
+        let traffic = Arc::new(Traffic::default());
+        (Counted { inner, traffic: traffic.clone() }, traffic)
+    }
+
+    /// Starts counting a new connection's stream.
+    pub fn attach(inner: S, link: Link) -> (Counted<S>, Transport) {
+        let (counted, traffic) = Counted::new(inner);
+        (counted, Transport { link, traffic })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.traffic.recv_bytes.fetch_add(read as u64, Relaxed);
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.traffic.sent_bytes.fetch_add(n as u64, Relaxed);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            self.traffic.sent_bytes.fetch_add(n as u64, Relaxed);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn info(protocol: Protocol) -> ConnectionInfo {
+        ConnectionInfo {
+            protocol,
+            protocol_version: "x".into(),
+            user: "u".into(),
+            vhost: "/".into(),
+            client_id: "c".into(),
+            link: Link::tcp("127.0.0.1:5000".parse().unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn counted_streams_count_both_ways_and_totals_outlive_connections() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let (mut a, traffic) = Counted::new(a);
+        a.write_all(b"hello").await.unwrap();
+        b.write_all(b"abc").await.unwrap();
+        let mut buf = [0u8; 3];
+        a.read_exact(&mut buf).await.unwrap();
+        traffic.message_in();
+        let registry = Arc::new(Registry::default());
+        let reg = registry.register(7, info(Protocol::Mqtt), traffic);
+        assert_eq!(registry.open_count(Protocol::Mqtt), 1);
+        assert!(registry.find(&reg.entry.name()).is_some());
+        drop(reg);
+        assert_eq!(registry.open_count(Protocol::Mqtt), 0);
+        let t = registry.totals(Protocol::Mqtt);
+        assert_eq!((t.sent_bytes, t.recv_bytes, t.messages_in), (5, 3, 1));
+        assert_eq!(registry.totals(Protocol::Amqp), TrafficSnapshot::default());
+    }
+
+    #[tokio::test]
+    async fn a_close_request_reaches_the_connection() {
+        let registry = Arc::new(Registry::default());
+        let mut reg = registry.register(1, info(Protocol::Amqp), Arc::default());
+        let entry = registry.list()[0].clone();
+        entry.request_close("Closed via management API");
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(1), reg.close_requested()).await.unwrap();
+        assert_eq!(reason, "Closed via management API");
+    }
+}
