@@ -152,6 +152,59 @@ impl Broker {
         Ok(())
     }
 
+    /// Every user, by name.
+    pub fn users(&self) -> Vec<UserRecord> {
+        let mut users: Vec<UserRecord> = self.users.read().values().cloned().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
+    }
+
+    pub fn user(&self, name: &str) -> Option<UserRecord> {
+        self.users.read().get(name).cloned()
+    }
+
+    /// Deletes a user and its permissions everywhere; false when there was none.
+    pub fn delete_user(&self, name: &str) -> bool {
+        let Some(record) = self.users.write().remove(name) else { return false };
+        let mut ops = vec![Record::User(record).delete()];
+        for vhost in self.vhosts.read().keys() {
+            ops.extend(self.permission_deletes(name, vhost));
+        }
+        self.store.submit(ops);
+        true
+    }
+
+    /// Removes a user's permissions on a vhost, durably; false when it had none.
+    pub fn delete_permissions(&self, user: &str, vhost: &str) -> bool {
+        let ops = self.permission_deletes(user, vhost);
+        let found = !ops.is_empty();
+        self.store.submit(ops);
+        found
+    }
+
+    fn permission_deletes(&self, user: &str, vhost: &str) -> Vec<junction_storage::Op> {
+        let (permission, topics) = self.permissions.remove(user, vhost);
+        let mut ops: Vec<_> = permission.into_iter().map(|p| Record::Permission(p).delete()).collect();
+        ops.extend(topics.into_iter().map(|t| Record::TopicPermission(t).delete()));
+        ops
+    }
+
+    /// Deletes a vhost with everything in it; false when there was none. The default vhost
+    /// cannot be deleted.
+    pub fn delete_vhost(&self, name: &str) -> CoreResult<bool> {
+        if name == self.config.default_vhost {
+            return Err(CoreError::precondition(format!("the default vhost '{name}' cannot be deleted")));
+        }
+        let Some(vhost) = self.vhosts.write().remove(name) else { return Ok(false) };
+        vhost.delete_everything();
+        let mut ops = vec![Record::VHost { name: name.into() }.delete()];
+        for user in self.users.read().keys() {
+            ops.extend(self.permission_deletes(user, name));
+        }
+        self.store.submit(ops);
+        Ok(true)
+    }
+
     /// A store from before permissions existed has users but no permission records: every user
     /// could use every vhost then, so each keeps full permissions on each vhost.
     fn grant_permissions_to_users_of_an_older_store(&self) -> CoreResult<()> {

@@ -132,6 +132,22 @@ pub struct Properties {
     pub cluster_id: Option<String>,
 }
 
+impl Properties {
+    /// See `check_user_id`.
+    pub fn check_user_id(&self, user: &str) -> Result<(), String> {
+        check_user_id(self.user_id.as_deref(), user)
+    }
+}
+
+/// A publisher may set a message's user id only to the user it logged in as (RabbitMQ's rule,
+/// so that consumers can trust it); `Err` has RabbitMQ's wording.
+pub fn check_user_id(claimed: Option<&str>, user: &str) -> Result<(), String> {
+    match claimed {
+        Some(claimed) if claimed != user => Err(format!("user_id property set to '{claimed}' but authenticated user was '{user}'")),
+        _ => Ok(()),
+    }
+}
+
 /// A message as the core routes it. Shared (`Arc`) between every queue it was routed to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -236,6 +236,15 @@ impl PermissionTable {
         Some(Access::new(user, vhost, permissions, topics))
     }
 
+    /// Removes a user's permissions on a vhost (and its topic permissions there).
+    pub fn remove(&self, user: &str, vhost: &str) -> (Option<PermissionRecord>, Vec<TopicPermissionRecord>) {
+        let removed = self.vhosts.write().remove(&(user.to_string(), vhost.to_string())).map(|(r, _)| r);
+        let mut topics = self.topics.write();
+        let keys: Vec<_> = topics.keys().filter(|(u, v, _)| u == user && v == vhost).cloned().collect();
+        let topic_records = keys.into_iter().filter_map(|k| topics.remove(&k)).map(|(r, _)| r).collect();
+        (removed, topic_records)
+    }
+
     pub fn records(&self) -> Vec<PermissionRecord> {
         self.vhosts.read().values().map(|(r, _)| r.clone()).collect()
     }

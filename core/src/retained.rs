@@ -76,6 +76,11 @@ impl RetainedStore {
             .collect()
     }
 
+    /// Every retained message (expired ones too), with its topic.
+    pub fn all(&self) -> Vec<(String, RetainedMessage)> {
+        self.by_topic.read().iter().map(|(t, r)| (t.clone(), r.clone())).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.by_topic.read().len()
     }

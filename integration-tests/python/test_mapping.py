@@ -963,7 +963,8 @@ VECTORS = [
     ("/leading", ".leading"),
     ("trailing/", "trailing."),
     ("a//b", "a..b"),
-    ("100%/done", "100%25.done"),
+    ("100%/done", "100%.done"),
+    ("%25/%2E", "%2525.%252E"),
     ("température/°C", "température.°C"),
     ("a/*", "a.%2A"),
     ("api%2Fv1/x", "api/v1.x"),
@@ -1006,9 +1007,9 @@ def test_mqtt_topics_become_routing_keys_and_come_back(own_net):
     assert not bad, "\n  ".join(["topic mapping:"] + bad)
 
 
-# AMQP -> MQTT: the vectors, and a word with a `%` that starts no escape (the documented exception:
-# it comes back from MQTT as `100%25`).
-KEYS = [(key, topic, key) for topic, key in VECTORS] + [("100%.done", "100%/done", "100%25.done")]
+# AMQP -> MQTT: the vectors, and a word holding the literal text of an escape (the documented
+# exception: `a%25b` reaches MQTT as `a%b` and comes back as `a%b`).
+KEYS = [(key, topic, key) for topic, key in VECTORS] + [("x.a%25b", "x/a%b", "x.a%b")]
 
 
 @pytest.mark.parametrize("publisher", ["amqp", "stomp"])
@@ -1143,3 +1144,31 @@ def test_a_share_group_queue_is_consumed_by_amqp_and_stomp_next_to_the_mqtt_memb
     assert all(f.headers["destination"] == "/topic/s." + bytes(f.body).decode() for f in stomp_got)
     assert all(x.topic == "s/" + x.payload.decode() for x in member_got)
     assert message_count(ch, q) == 0
+
+
+def test_a_claimed_user_id_must_be_the_publishers_own(broker):
+    """As for AMQP's user_id: STOMP `user-id` and the MQTT 5 `x-amqp-user-id` user property may
+    only name the logged-in user, so that consumers can trust them."""
+    from test_stomp import Client as StompClient
+    ch = broker.connect().channel()
+    ch.queue_declare("uid")
+    s = StompClient(broker)
+    s.send("/queue/uid", "mine", **{"user-id": "guest"})
+    s.conn.send("/queue/uid", "forged", headers={"user-id": "admin"})
+    error = s.wait_for("errors")[0]
+    assert "user_id property set to 'admin' but authenticated user was 'guest'" in error.body
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="uid-check", protocol=mqtt.MQTTv5)
+    acks, done = [], threading.Event()
+    c.on_publish = lambda client, userdata, mid, reason_code, properties: (acks.append(reason_code.value), done.set())
+    c.connect("127.0.0.1", broker.mqtt_port)
+    c.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = ("x-amqp-user-id", "admin")
+    c.publish("$queue/uid", b"forged", qos=1, properties=props)
+    assert done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    assert acks == [0x87]
+    method, props, body = ch.basic_get("uid", auto_ack=True)
+    assert body == b"mine" and props.user_id == "guest"
+    assert message_count(ch, "uid") == 0, "neither forged message was routed"

@@ -213,8 +213,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if qos == 1 {
             self.client.inbound_qos1 += 1;
         }
-        if let Err(e) = crate::authz::may_publish(&self.client.access, &p.topic) {
-            tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT publish refused");
+        let refused = crate::authz::may_publish(&self.client.access, &p.topic)
+            .map_err(|e| e.message)
+            .and_then(|()| junction_core::message::check_user_id(mapping::claimed_user_id(&p), &self.client.user.name));
+        if let Err(why) = refused {
+            tracing::debug!(client = %self.client.id, reason = %why, "MQTT publish refused");
             // MQTT 5 says why; 3.1.x has no way to, so the message is dropped silently (as
             // Mosquitto does) and acknowledged as usual.
             let code = if self.client.level == Level::V5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };

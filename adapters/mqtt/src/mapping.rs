@@ -91,6 +91,12 @@ const CARRIED: [&str; 8] = [
     "x-amqp-cluster-id",
 ];
 
+/// The user id a publish claims (the `x-amqp-user-id` user property), which must be the
+/// publisher's own.
+pub fn claimed_user_id(p: &Publish) -> Option<&str> {
+    p.props.user.iter().find(|(k, _)| k == "x-amqp-user-id").map(|(_, v)| v.as_str())
+}
+
 /// The carried properties of a message, as user properties.
 fn carried(p: &Properties) -> Vec<(String, String)> {
     let values = [
@@ -130,9 +136,15 @@ fn take_carried(p: &mut Properties, name: &str, value: &str) -> bool {
     true
 }
 
+/// An integer header, whether it came typed (AMQP) or as text (a STOMP header).
+fn int_header(msg: &Message, name: &str) -> Option<i64> {
+    let v = msg.properties.headers.get(name)?;
+    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
 /// The QoS a core message was published with (AMQP/STOMP messages: persistent = 1).
 pub fn published_qos(msg: &Message) -> u8 {
-    match msg.properties.headers.get(QOS_HEADER).and_then(Value::as_i64) {
+    match int_header(msg, QOS_HEADER) {
         Some(q) => q.clamp(0, 2) as u8,
         None => u8::from(msg.properties.persistent),
     }
@@ -140,7 +152,7 @@ pub fn published_qos(msg: &Message) -> u8 {
 
 /// Was the message published with the retain flag?
 pub fn published_retained(msg: &Message) -> bool {
-    msg.properties.headers.get(RETAIN_HEADER).and_then(Value::as_i64) == Some(1)
+    int_header(msg, RETAIN_HEADER) == Some(1)
 }
 
 pub fn publisher_of(msg: &Message) -> Option<&str> {
@@ -154,7 +166,7 @@ pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
     let mut user = text_headers::headers_to_text(h, |k| k.starts_with("x-mqtt-"));
     user.extend(carried(&msg.properties));
     let props = PublishProps {
-        payload_utf8: h.get(PAYLOAD_FORMAT_HEADER).and_then(Value::as_i64) == Some(1),
+        payload_utf8: int_header(msg, PAYLOAD_FORMAT_HEADER) == Some(1),
         // The interval left, as MQTT-3.3.2-6 asks when forwarding.
         expiry_secs: msg.remaining_life_ms(now_ms()).map(|ms| ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32),
         content_type: msg.properties.content_type.clone(),

@@ -57,6 +57,7 @@ impl Conn {
             self.declare_named_queue(name, f)?;
         }
         let mut properties = convert::properties_of(f).map_err(|e| StompError::new("Invalid header", &e))?;
+        properties.check_user_id(&self.session.user.name).map_err(|e| StompError::new("Invalid user-id", &e))?;
         if let Some(name) = properties.reply_to.as_deref().and_then(|r| r.strip_prefix("/temp-queue/")) {
             properties.reply_to = Some(format!("/reply-queue/{}", self.temp_queue(name)?));
         }

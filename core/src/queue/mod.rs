@@ -98,7 +98,17 @@ pub struct QueueCounts {
     pub overflow_drops: u64,
 }
 
+/// Message counts of one queue since the broker started (rates are derived by sampling them).
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+}
+
 pub struct Queue {
+    /// Counters for operators.
+    pub stats: QueueStats,
     spec: QueueSpec,
     args: QueueArgs,
     /// The connection that owns an exclusive queue.
@@ -136,6 +146,7 @@ impl Queue {
         let stream = args.is_stream().then(|| Mutex::new(StreamState::new()));
         let first_seq = if stream.is_some() { 0 } else { 1 };
         let queue = Arc::new(Queue {
+            stats: QueueStats::default(),
             spec,
             args,
             owner,
@@ -230,6 +241,7 @@ impl Queue {
         let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
         let entry = Entry { seq, msg, stored, redelivered: false, returns: 0, expires_at };
         self.resources.add_message_bytes(entry.msg.memory_footprint());
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
         if self.stream.is_some() {
             return self.stream_append(entry, false);
         }
@@ -301,6 +313,7 @@ impl Queue {
                 continue;
             }
             consumer.spec.channel_credit.queued.fetch_add(1, Ordering::AcqRel);
+            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
             if consumer.spec.no_ack {
                 fx.released.push(entry);
             } else {
@@ -365,6 +378,7 @@ impl Queue {
 
     /// Acknowledges delivered messages: they leave the queue for good.
     pub fn ack(self: &Arc<Self>, seqs: &[u64]) {
+        self.stats.acked.fetch_add(seqs.len() as u64, Ordering::Relaxed);
         if self.stream.is_some() {
             return self.stream_settle(seqs);
         }
@@ -430,6 +444,7 @@ impl Queue {
             st.last_used = Instant::now();
             let entry = st.pop_ready(Instant::now(), &mut fx);
             entry.map(|entry| {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 let delivery = Delivery {
                     queue: self.clone(),
                     seq: entry.seq,

@@ -237,6 +237,21 @@ impl VHost {
         Ok(self.queue_for(name, connection)?.purge())
     }
 
+    /// Deletes every queue and exchange (with their bindings and stored records), the retained
+    /// messages and the held delayed messages: the vhost is going away.
+    pub(crate) fn delete_everything(&self) {
+        for queue in self.queues() {
+            self.remove_queue(&queue);
+        }
+        for exchange in self.exchanges() {
+            self.remove_exchange(&exchange);
+        }
+        for (topic, _) in self.retained.all() {
+            let _ = self.set_retained(&topic, None);
+        }
+        self.drop_held();
+    }
+
     /// Removes a queue for any reason (request, auto-delete, expiry, owner gone).
     pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) -> usize {
         {

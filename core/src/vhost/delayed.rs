@@ -66,6 +66,19 @@ impl VHost {
         self.start_delay_timer();
     }
 
+    /// Forgets every held message (the vhost is being deleted).
+    pub(super) fn drop_held(&self) {
+        let held = std::mem::take(&mut *self.delayed.held.lock());
+        let mut ops = Vec::new();
+        for (key, h) in held {
+            self.resources.sub_message_bytes(h.message.memory_footprint());
+            if h.persisted {
+                ops.push(self.held_record(key, &h.exchange, &h.message).delete());
+            }
+        }
+        self.persist(ops);
+    }
+
     /// How many messages are being held back.
     pub fn delayed_count(&self) -> usize {
         self.delayed.held.lock().len()

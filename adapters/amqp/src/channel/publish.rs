@@ -56,14 +56,7 @@ impl Channel {
         s.access.check_topic(Op::Write, &p.exchange, &p.routing_key)?;
         let mut properties = properties_from_amqp(&p.properties)
             .map_err(|bad| AmqpError::channel(PRECONDITION_FAILED, format!("invalid expiration '{bad}'")))?;
-        if let Some(user_id) = &properties.user_id {
-            if *user_id != s.user.name {
-                return Err(AmqpError::channel(
-                    PRECONDITION_FAILED,
-                    format!("user_id property set to '{user_id}' but authenticated user was '{}'", s.user.name),
-                ));
-            }
-        }
+        properties.check_user_id(&s.user.name).map_err(|why| AmqpError::channel(PRECONDITION_FAILED, why))?;
         if properties.reply_to.as_deref() == Some(DIRECT_REPLY_TO) {
             let queue = self.reply_queue.clone().ok_or_else(|| {
                 AmqpError::channel(PRECONDITION_FAILED, "fast reply consumer does not exist")

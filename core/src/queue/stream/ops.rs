@@ -126,6 +126,7 @@ impl Queue {
         while index < st.readers.len() {
             let mut gone = false;
             while let Some((id, offset, entry)) = st.next_for(index) {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 let reader = &st.readers[index].consumer.spec;
                 let delivery = Delivery {
                     queue: self.clone(),
