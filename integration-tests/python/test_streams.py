@@ -276,3 +276,111 @@ def test_stomp_subscribe_reads_a_stream_from_its_x_stream_offset(broker, start, 
     c.send("/queue/st", "m3", **{"x-queue-type": "stream"})
     assert c.wait_for("messages", len(expected) + 1)[-1].body == "m3", "then the reader follows new messages"
     c.close()
+
+
+def publish_10k_with_a_time_gap(ch, queue):
+    """Offsets 0..4999, then (from a new second on) 5000..9999; returns that second."""
+    ch.confirm_delivery()
+    for i in range(5000):
+        ch.basic_publish("", queue, b"%d" % i)
+    boundary = int(time.time()) + 1
+    time.sleep(boundary - time.time() + 0.05)
+    for i in range(5000, 10000):
+        ch.basic_publish("", queue, b"%d" % i)
+    return boundary
+
+
+def replay(broker, protocol, start, n):
+    """Reads `n` messages of stream `big` from `start` over `protocol`; returns the bodies."""
+    if protocol == "amqp":
+        ch = broker.connect().channel()
+        return [b.decode() for _, b in read_stream(ch, "big", n, start, prefetch=500, timeout=60)]
+    if protocol == "stomp":
+        c = StompClient(broker)
+        c.subscribe("/amq/queue/big", sub_id="r", ack="auto", **{"x-stream-offset": start})
+        deadline = time.monotonic() + 60
+        while len(c.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c.close()
+        return [f.body for f in c.messages]
+    m = MqttClient(broker, version="5")
+    m.subscribe("$stream/%s/big" % start, qos=1)
+    deadline = time.monotonic() + 60
+    while len(m.messages) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    m.close()
+    return [g.payload.decode() for g in m.messages]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("protocol", ["amqp", "stomp", "mqtt"])
+def test_replay_of_10000_messages_from_an_offset_and_from_a_timestamp(broker, protocol):
+    ch = broker.connect().channel()
+    declare_stream(ch, "big")
+    second = publish_10k_with_a_time_gap(ch, "big")
+    expected = [str(i) for i in range(5000, 10000)]
+    assert replay(broker, protocol, "offset=5000", 5000) == expected
+    assert replay(broker, protocol, "timestamp=%d" % second, 5000) == expected
+
+
+def test_a_named_stomp_subscription_resumes_after_a_reconnect_and_a_restart(broker):
+    ch = broker.connect().channel()
+    declare_stream(ch, "jobs")
+    publish_numbered(ch, "jobs", 6)
+
+    def read(n, ack_upto):
+        c = StompClient(broker)
+        c.subscribe("/amq/queue/jobs", sub_id="w", ack="client-individual",
+                    **{"x-stream-offset": "first", "x-stream-consumer-name": "worker", "prefetch-count": "10"})
+        frames = c.wait_for("messages", n)
+        for f in frames[:ack_upto]:
+            c.ack(f, sub_id="w", receipt="a-" + f.headers["x-stream-offset"])
+            c.wait_for_receipt("a-" + f.headers["x-stream-offset"])
+        c.close()
+        return [f.body for f in frames]
+
+    assert read(6, 2) == ["m0", "m1", "m2", "m3", "m4", "m5"]
+    assert read(4, 2)[:1] == ["m2"], "a reconnect resumes at the first unacknowledged offset"
+    time.sleep(0.5)
+    broker.kill9()
+    broker.restart()
+    assert read(2, 0)[:1] == ["m4"], "so does a restart"
+
+
+def test_a_size_bounded_stream_written_continuously_stays_within_its_bound(broker):
+    bound, segment, size = 4 << 20, 256 << 10, 1024
+    ch = broker.connect().channel()
+    declare_stream(ch, "bounded", **{"x-max-length-bytes": bound, "x-stream-max-segment-size-bytes": segment})
+    ch.confirm_delivery()
+    samples = []
+    for batch in range(20):  # 20 MB in all, five times the bound
+        for i in range(1024):
+            ch.basic_publish("", "bounded", b"%01024d" % (batch * 1024 + i))
+        samples.append(message_count(ch, "bounded") * size)
+    late = samples[5:]
+    assert all(0.9 * bound <= s <= bound for s in late), samples
+    kept = message_count(ch, "bounded")
+    broker.kill9()
+    broker.restart()
+    ch = broker.connect().channel()
+    assert message_count(ch, "bounded") == kept, "the store holds exactly the retained window"
+    first = read_stream(ch, "bounded", 1, "first")[0]
+    assert first[0] == 20 * 1024 - kept
+
+
+def test_delayed_messages_arrive_in_delay_order_and_never_early(broker):
+    ch = broker.connect().channel()
+    ch.queue_declare("timed")
+    sent = time.monotonic()
+    for delay in (1500, 500, 1000, 0):
+        ch.basic_publish("", "timed", b"%d" % delay, pika.BasicProperties(headers={"x-delay": delay}))
+    arrivals = []
+    deadline = time.monotonic() + WAIT
+    while len(arrivals) < 4 and time.monotonic() < deadline:
+        method, _, body = ch.basic_get("timed", auto_ack=True)
+        if method:
+            arrivals.append((int(body), time.monotonic() - sent))
+        else:
+            time.sleep(0.01)
+    assert [d for d, _ in arrivals] == [0, 500, 1000, 1500]
+    assert all(elapsed >= delay / 1000 for delay, elapsed in arrivals), arrivals

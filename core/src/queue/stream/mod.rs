@@ -108,6 +108,16 @@ impl StreamState {
         self.end
     }
 
+    /// Places a message found in the store at start-up: the log starts at the first offset
+    /// retention left (recovery goes in offset order).
+    pub fn recover(&mut self, entry: Entry, segment_bytes: u64) {
+        if self.entries.is_empty() && entry.seq > self.end {
+            self.base = entry.seq;
+            self.end = entry.seq;
+        }
+        self.insert(entry, segment_bytes);
+    }
+
     /// Places a message at its offset. Offsets are reserved in order but publishers may finish
     /// out of order, so readers only see up to the first gap.
     pub fn insert(&mut self, entry: Entry, segment_bytes: u64) {

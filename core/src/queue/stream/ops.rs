@@ -42,7 +42,11 @@ impl Queue {
         let mut fx = Effects::default();
         {
             let mut st = self.stream_state().lock();
-            st.insert(entry, self.args.segment_bytes);
+            if recovering {
+                st.recover(entry, self.args.segment_bytes);
+            } else {
+                st.insert(entry, self.args.segment_bytes);
+            }
             if !recovering {
                 fx.released = st.enforce_retention(self.args.max_length_bytes, self.args.max_age_ms, crate::message::now_ms());
                 self.feed_readers(&mut st);

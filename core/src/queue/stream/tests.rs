@@ -157,6 +157,10 @@ fn out_of_order_appends_are_readable_only_without_gaps() {
         returns: 0,
         expires_at: None,
     };
+    let mut recovered = StreamState::new();
+    recovered.recover(entry(40), 1 << 20);
+    recovered.recover(entry(41), 1 << 20);
+    assert_eq!((recovered.first_offset(), recovered.end_offset()), (40, 42), "a log starts where retention left it");
     let mut st = StreamState::new();
     st.insert(entry(1), 1 << 20);
     assert_eq!(st.end_offset(), 0);
