@@ -1,6 +1,6 @@
 //! The HTTP listener: MQTT over WebSocket at `/mqtt` (subprotocols `mqtt` and `mqttv3.1`) and
 //! STOMP over WebSocket at `/ws` (subprotocols `v12.stomp`, `v11.stomp`, `v10.stomp`), and the
-//! demo page at `/demo`; the management API joins it later.
+//! demo page at `/demo`, the management API under `/api` and `/metrics`.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::connect_info::Connected;
@@ -91,7 +91,12 @@ impl Listener for TlsListener {
     }
 }
 
-pub async fn serve<L>(listener: L, adapters: Adapters, shutdown: watch::Receiver<bool>) -> std::io::Result<()>
+pub async fn serve<L>(
+    listener: L,
+    adapters: Adapters,
+    api: Arc<crate::management::Api>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()>
 where
     L: Listener<Addr = SocketAddr>,
     Peer: for<'a> Connected<IncomingStream<'a, L>>,
@@ -101,6 +106,8 @@ where
         .route("/mqtt", get(mqtt_ws))
         .route("/ws", get(stomp_ws))
         .merge(crate::demo::routes())
+        .merge(crate::dashboard::routes())
+        .merge(crate::management::routes(api))
         .with_state(state);
     let mut stop = shutdown;
     axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())

@@ -3,8 +3,10 @@
 
 mod bench;
 mod config;
+mod dashboard;
 mod demo;
 mod http;
+mod management;
 mod tls_listener;
 
 use clap::Parser;
@@ -84,19 +86,20 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut bound = Vec::new();
     if let Some(addr) = settings.amqp {
-        let listener = bind("amqp", addr).await?;
+        let listener = bind(&mut bound, "amqp", addr).await?;
         let task = junction_amqp::serve(listener, broker.clone(), settings.amqp_options.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(task));
     }
     let mqtt = junction_mqtt::Mqtt::new(broker.clone(), settings.mqtt_options.clone());
     if let Some(addr) = settings.mqtt {
-        let listener = bind("mqtt", addr).await?;
+        let listener = bind(&mut bound, "mqtt", addr).await?;
         tasks.push(tokio::spawn(junction_mqtt::serve(listener, mqtt.clone(), shutdown_rx.clone())));
     }
     let stomp = junction_stomp::Stomp::new(broker.clone(), settings.stomp_options.clone());
     if let Some(addr) = settings.stomp {
-        let listener = bind("stomp", addr).await?;
+        let listener = bind(&mut bound, "stomp", addr).await?;
         tasks.push(tokio::spawn(junction_stomp::serve(listener, stomp.clone(), shutdown_rx.clone())));
     }
     let tls = match &settings.tls {
@@ -106,19 +109,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(tls) = &tls {
         tokio::spawn(tls_listener::reload_on_sighup(tls.clone()));
         if let Some(addr) = settings.amqps {
-            let listener = bind("amqps", addr).await?;
+            let listener = bind(&mut bound, "amqps", addr).await?;
             let (broker, config, shutdown) = (broker.clone(), Arc::new(settings.amqp_options.clone()), shutdown_rx.clone());
             let serve = move |s, peer| junction_amqp::serve_stream(s, Link { peer, tls: true, websocket: false }, broker.clone(), config.clone(), shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
         if let Some(addr) = settings.mqtts {
-            let listener = bind("mqtts", addr).await?;
+            let listener = bind(&mut bound, "mqtts", addr).await?;
             let (mqtt, shutdown) = (mqtt.clone(), shutdown_rx.clone());
             let serve = move |s, peer| mqtt.clone().serve_stream(s, Link { peer, tls: true, websocket: false }, shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
         if let Some(addr) = settings.stomps {
-            let listener = bind("stomps", addr).await?;
+            let listener = bind(&mut bound, "stomps", addr).await?;
             let (stomp, shutdown) = (stomp.clone(), shutdown_rx.clone());
             let serve = move |s, peer| stomp.clone().serve_stream(s, Link { peer, tls: true, websocket: false }, shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
@@ -128,21 +131,31 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         mqtt: (settings.mqtt.is_some() || settings.mqtts.is_some()).then(|| mqtt.clone()),
         stomp: (settings.stomp.is_some() || settings.stomps.is_some()).then(|| stomp.clone()),
     };
-    tracing::info!(paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo", "HTTP endpoints");
-    if let Some(addr) = settings.http {
-        let listener = bind("http", addr).await?;
-        let (adapters, shutdown) = (adapters.clone(), shutdown_rx.clone());
+    tracing::info!(
+        paths = "/mqtt (MQTT over WebSocket), /ws (STOMP over WebSocket), /demo, /dashboard, /api, /metrics",
+        "HTTP endpoints"
+    );
+    let http_listener = match settings.http {
+        Some(addr) => Some(bind(&mut bound, "http", addr).await?),
+        None => None,
+    };
+    let https_listener = match (settings.https, &tls) {
+        (Some(addr), Some(tls)) => Some(http::TlsListener::new(bind(&mut bound, "https", addr).await?, tls.clone(), shutdown_rx.clone())?),
+        _ => None,
+    };
+    let api = management::Api::new(broker.clone(), bound);
+    if let Some(listener) = http_listener {
+        let (adapters, api, shutdown) = (adapters.clone(), api.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, adapters, shutdown).await {
+            if let Err(e) = http::serve(listener, adapters, api, shutdown).await {
                 tracing::error!(error = %e, "HTTP listener failed");
             }
         }));
     }
-    if let (Some(addr), Some(tls)) = (settings.https, &tls) {
-        let listener = http::TlsListener::new(bind("https", addr).await?, tls.clone(), shutdown_rx.clone())?;
+    if let Some(listener) = https_listener {
         let shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, adapters, shutdown).await {
+            if let Err(e) = http::serve(listener, adapters, api, shutdown).await {
                 tracing::error!(error = %e, "HTTPS listener failed");
             }
         }));
@@ -181,8 +194,15 @@ async fn wait_for_signal() {
 }
 
 /// Binds a listener and logs it.
-async fn bind(protocol: &'static str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+/// Binds a listener and notes it for `/api/overview`.
+async fn bind(
+    bound: &mut Vec<management::ListenerInfo>,
+    protocol: &'static str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("{protocol} listener {addr}: {e}"))?;
-    tracing::info!(protocol, addr = %listener.local_addr()?, "listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(protocol, %addr, "listening");
+    bound.push(management::ListenerInfo { protocol, addr });
     Ok(listener)
 }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -49,6 +49,10 @@ impl Link {
     }
 }
 
+/// Publish-to-deliver latency of every message handed to a client, process-wide (there is one
+/// broker per process), for `/metrics`.
+pub static DELIVERY_LATENCY: junction_storage::histogram::Histogram = junction_storage::histogram::Histogram::new();
+
 /// Counters of one connection (and, summed, of every connection of a protocol).
 #[derive(Debug, Default)]
 pub struct Traffic {
@@ -65,8 +69,15 @@ impl Traffic {
         self.messages_in.fetch_add(1, Relaxed);
     }
 
-    pub fn message_out(&self) {
+    /// A message was handed to the client. For a delivery from a queue, its time since it
+    /// arrived in the broker goes into `DELIVERY_LATENCY` (not for MQTT retained messages,
+    /// whose age is not a latency).
+    pub fn message_out(&self, arrived_at_ms: Option<u64>) {
         self.messages_out.fetch_add(1, Relaxed);
+        if let Some(arrived) = arrived_at_ms {
+            let waited = crate::message::now_ms().saturating_sub(arrived);
+            DELIVERY_LATENCY.observe(std::time::Duration::from_millis(waited));
+        }
     }
 
 
@@ -118,8 +129,8 @@ pub struct ConnectionEntry {
     pub info: ConnectionInfo,
     pub connected_at_ms: u64,
     pub traffic: Arc<Traffic>,
-    /// AMQP channels open (1 for MQTT and STOMP).
-    pub channels: AtomicU32,
+    /// Numbers of the AMQP channels open (empty for MQTT and STOMP).
+    channels: Mutex<Vec<u16>>,
     close: watch::Sender<Option<String>>,
 }
 
@@ -127,6 +138,19 @@ impl ConnectionEntry {
     /// The name operators use for it, as RabbitMQ shows connections: `peer -> id`.
     pub fn name(&self) -> String {
         format!("{} -> {}#{}", self.info.link.peer, self.info.protocol.key(), self.id)
+    }
+
+    /// Records the connection's open AMQP channels (when their number changed).
+    pub fn set_channels(&self, open: impl FnOnce() -> Vec<u16>, count: usize) {
+        let mut channels = self.channels.lock();
+        if channels.len() != count {
+            *channels = open();
+            channels.sort_unstable();
+        }
+    }
+
+    pub fn channels(&self) -> Vec<u16> {
+        self.channels.lock().clone()
     }
 
     /// Asks the connection to close, telling its client `reason`.
@@ -180,7 +204,7 @@ impl Registry {
             info,
             connected_at_ms: crate::message::now_ms(),
             traffic,
-            channels: AtomicU32::new(0),
+            channels: Mutex::new(Vec::new()),
             close,
         });
         self.open.lock().insert(id, entry.clone());

@@ -91,6 +91,11 @@ impl Resources {
         self.alarm.subscribe()
     }
 
+    /// (memory alarm, disk alarm).
+    pub fn alarms(&self) -> (bool, bool) {
+        (self.memory_alarm.load(Ordering::Relaxed), self.disk_alarm.load(Ordering::Relaxed))
+    }
+
     pub fn alarm_raised(&self) -> bool {
         *self.alarm.borrow()
     }

@@ -2,6 +2,7 @@
 //! single group-commit thread (see `writer`). The store knows nothing about brokers: it keeps
 //! opaque definition records, message bodies and queue logs of body ids.
 
+pub mod histogram;
 pub mod keys;
 mod writer;
 

@@ -43,6 +43,8 @@ pub struct WriterStats {
     pub synced_batches: std::sync::atomic::AtomicU64,
     pub ops: std::sync::atomic::AtomicU64,
     pub sync_micros_total: std::sync::atomic::AtomicU64,
+    /// How long each synced batch took to write and fsync.
+    pub sync_latency: crate::histogram::Histogram,
 }
 
 /// Upper bound on operations folded into one batch so a flood cannot make one batch huge.
@@ -90,6 +92,7 @@ pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterSta
         if sync {
             stats.synced_batches.fetch_add(1, Relaxed);
             stats.sync_micros_total.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            stats.sync_latency.observe(started.elapsed());
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed");

@@ -106,7 +106,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             if let Err(end) = self.flush().await {
                 return end;
             }
-            self.session.permit.registration.entry.channels.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
+            let channels = &self.channels;
+            self.session.permit.registration.entry.set_channels(|| channels.keys().copied().collect(), channels.len());
             // Publishers stop being read while a resource alarm is raised.
             let reading = !(self.blocked && self.session.has_published);
             tokio::select! {

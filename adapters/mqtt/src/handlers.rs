@@ -370,7 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let mut p = mapping::to_mqtt(&r.message, topic, qos);
             p.retain = true;
             p.props.subscription_ids = subscription_id.into_iter().collect();
-            self.emit(p, None);
+            self.emit(p, None, None);
         }
     }
 
@@ -415,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
         let source = (qos > 0).then(|| (d.queue.clone(), d.seq));
-        self.emit(p, source);
+        self.emit(p, source, Some(d.message.arrived_at_ms));
     }
 
     /// What the subscriptions matching a message from feed `cookie` ask for, or None when
@@ -442,10 +442,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         wanted
     }
 
-    /// Sends a PUBLISH, assigning a packet id for QoS 1/2.
-    fn emit(&mut self, mut p: Publish, source: Option<(Arc<junction_core::Queue>, u64)>) {
+    /// Sends a PUBLISH, assigning a packet id for QoS 1/2; `arrived_at_ms` is set for deliveries
+    /// from a queue (for the latency metric).
+    fn emit(&mut self, mut p: Publish, source: Option<(Arc<junction_core::Queue>, u64)>, arrived_at_ms: Option<u64>) {
         self.client.mqtt.stats.sent(p.payload.len());
-        self.client.traffic().map(|t| t.message_out());
+        self.client.traffic().map(|t| t.message_out(arrived_at_ms));
         if p.qos > 0 {
             let id = self.client.allocate_packet_id();
             p.packet_id = Some(id);

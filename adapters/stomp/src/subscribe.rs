@@ -192,7 +192,7 @@ impl Conn {
         };
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.session.permit.registration.entry.traffic.message_out();
+        self.session.permit.registration.entry.traffic.message_out(Some(d.message.arrived_at_ms));
         let mut frame = Frame::new("MESSAGE")
             .with("subscription", sub_id.as_str())
             .with("destination", Destination::of_message(&d.message))

@@ -204,6 +204,15 @@ impl Queue {
         }
     }
 
+    /// The queue's consumers, for operators: (tag, acknowledging, prefetch).
+    pub fn consumer_list(&self) -> Vec<(Arc<str>, bool, u32)> {
+        let describe = |c: &consumer::Consumer| (c.spec.tag.clone(), !c.spec.no_ack, c.spec.prefetch);
+        match &self.stream {
+            Some(stream) => stream.lock().readers.iter().map(|r| describe(&r.consumer)).collect(),
+            None => self.state.lock().consumers.iter().map(describe).collect(),
+        }
+    }
+
     /// Marks the queue as used now (resets `x-expires`).
     pub fn touch(&self) {
         self.state.lock().last_used = Instant::now();

@@ -117,7 +117,7 @@ impl Channel {
             return Ok(());
         };
         let tag = self.track(&d);
-        s.traffic().message_out();
+        s.traffic().message_out(Some(d.message.arrived_at_ms));
         let ok = basic::GetOk {
             delivery_tag: tag,
             redelivered: d.redelivered,
@@ -153,7 +153,7 @@ impl Channel {
             return;
         }
         let tag = self.track(&d);
-        s.traffic().message_out();
+        s.traffic().message_out(Some(d.message.arrived_at_ms));
         let deliver = basic::Deliver {
             consumer_tag: short(&d.consumer_tag),
             delivery_tag: tag,
