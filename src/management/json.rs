@@ -104,7 +104,7 @@ mod tests {
         t.insert("x-queue-type", Value::str("stream"));
         t.insert("flag", Value::Bool(true));
         t.insert("nested", Value::Table(Table(vec![("a".into(), Value::Array(vec![Value::I64(1)]))])));
-        assert_eq!(to_table(&table(&t)), t);
+        assert!(to_table(&table(&t)).same_entries(&t), "JSON objects keep every entry (not their order)");
         assert_eq!(value(&Value::I32(-3)), json!(-3));
         assert_eq!(value(&Value::Decimal { scale: 2, value: 150 }), json!(1.5));
     }
