@@ -71,6 +71,8 @@ pub enum Command {
     /// Load generators for benchmarking a broker (this one or another).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Operates a running broker through its management API.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// The file's shape. Every section and field is optional.

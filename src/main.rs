@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod ctl;
 mod dashboard;
 mod demo;
 mod http;
@@ -26,6 +27,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Bench(command)) => return bench::run(command),
+        Some(Command::Ctl(args)) => return ctl::run(args),
         None => {}
     }
     let settings = Settings::load(cli)?;

@@ -148,3 +148,23 @@ pub async fn import(_: Authed, State(api): State<Arc<Api>>, body: Bytes) -> ApiR
     }
     super::no_content()
 }
+
+/// Writes a consistent copy of the store (a RocksDB checkpoint) into `{"path": dir}` on the
+/// broker's machine; the directory must not exist yet. Start a broker with `--data-dir` set to
+/// a directory holding that copy as `store` to restore it (docs/operations.md).
+pub async fn backup(_: Authed, State(api): State<Arc<Api>>, body: Bytes) -> ApiResult {
+    let body = body_json(&body)?;
+    let path = body.get("path").and_then(Json::as_str).filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("a backup needs a path"))?;
+    let dir = std::path::PathBuf::from(path);
+    if dir.exists() {
+        return Err(ApiError::bad_request(format!("{path} already exists")));
+    }
+    let store = api.broker.store().clone();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || store.checkpoint(&target))
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+        .map_err(|e| ApiError::bad_request(format!("backup to {path} failed: {e}")))?;
+    tracing::info!(path, "store backup written");
+    ok(json!({ "path": path }))
+}

@@ -100,6 +100,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: Arc<Api>) -> Router<S> {
         .route("/api/connections/{name}", get(connections::get_one).delete(connections::close))
         .route("/api/channels", get(connections::channels))
         .route("/api/definitions", get(definitions::export).post(definitions::import))
+        .route("/api/backup", post(definitions::backup))
         .route("/api/mqtt/sessions", get(mqtt::sessions))
         .route("/api/mqtt/retained", get(mqtt::retained))
         .route("/metrics", get(metrics::metrics))
