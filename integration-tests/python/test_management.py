@@ -262,3 +262,18 @@ def test_metrics_parse_and_match_what_happened(broker):
     assert s[("junction_store_bytes", ())] > 0
     m.disconnect()
     m.loop_stop()
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist(broker):
+    import os
+    import re
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "grafana", "junction-dashboard.json")
+    with open(path) as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\bjunction_[a-z_]+", e)}
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % broker.http_port, timeout=10) as r:
+        families = {f.name for f in text_string_to_metric_families(r.read().decode())}
+    # prometheus-client names counter families without their _total suffix.
+    exposed = families | {f + "_total" for f in families}
+    assert used and used <= exposed, used - exposed
