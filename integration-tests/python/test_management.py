@@ -170,6 +170,7 @@ def test_connections_and_channels_for_every_protocol_and_closing_one(broker):
 def test_users_vhosts_permissions(broker):
     assert call(broker, "PUT", "/api/vhosts/staging")[0] == 201
     assert {v["name"] for v in get(broker, "/api/vhosts")} == {"/", "staging"}
+    assert get(broker, "/api/vhosts/staging")["name"] == "staging"
     assert call(broker, "PUT", "/api/users/alice", {"password": "s3cret", "tags": ""})[0] == 201
     assert call(broker, "PUT", "/api/permissions/staging/alice", {"configure": "^alice-", "write": ".*", "read": ".*"})[0] == 201
     assert get(broker, "/api/permissions/staging/alice")["configure"] == "^alice-"
@@ -180,6 +181,9 @@ def test_users_vhosts_permissions(broker):
         ch.queue_declare("other")
     assert refused.value.reply_code == 403
     assert any(u["name"] == "alice" for u in get(broker, "/api/users"))
+    assert get(broker, "/api/users/alice")["tags"] == []
+    assert {(p["user"], p["vhost"]) for p in get(broker, "/api/permissions")} >= {("alice", "staging"), ("guest", "/")}
+    assert any(b["source"] == "amq.direct" or b["source"] == "" for b in get(broker, "/api/bindings"))
     assert call(broker, "DELETE", "/api/permissions/staging/alice")[0] == 204
     assert call(broker, "GET", "/api/permissions/staging/alice")[0] == 404
     assert call(broker, "DELETE", "/api/users/alice")[0] == 204
