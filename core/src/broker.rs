@@ -196,6 +196,9 @@ impl Broker {
             return Err(CoreError::precondition(format!("the default vhost '{name}' cannot be deleted")));
         }
         let Some(vhost) = self.vhosts.write().remove(name) else { return Ok(false) };
+        for connection in self.registry.list().iter().filter(|c| c.info.vhost == name) {
+            connection.request_close(&format!("vhost '{name}' is deleted"));
+        }
         vhost.delete_everything();
         let mut ops = vec![Record::VHost { name: name.into() }.delete()];
         for user in self.users.read().keys() {
@@ -377,25 +380,32 @@ impl Broker {
                     report.vhosts += 1;
                 }
                 Record::Exchange { vhost, spec } => {
-                    self.restored_vhost(&vhost)?.restore_exchange(spec);
-                    report.exchanges += 1;
+                    if let Some(v) = self.restored_vhost(&vhost) {
+                        v.restore_exchange(spec);
+                        report.exchanges += 1;
+                    }
                 }
                 Record::Queue { vhost, spec } => {
                     self.queue_ids.fetch_max(spec.id + 1, Ordering::Relaxed);
                     let id = spec.id;
-                    let queue = self.restored_vhost(&vhost)?.restore_queue(spec)?;
-                    queues_by_id.insert(id, queue);
-                    report.queues += 1;
+                    if let Some(v) = self.restored_vhost(&vhost) {
+                        queues_by_id.insert(id, v.restore_queue(spec)?);
+                        report.queues += 1;
+                    }
                 }
                 Record::Binding(b) => {
-                    self.restored_vhost(&b.vhost)?.restore_binding(&b);
-                    report.bindings += 1;
+                    if let Some(v) = self.restored_vhost(&b.vhost) {
+                        v.restore_binding(&b);
+                        report.bindings += 1;
+                    }
                 }
                 Record::User(u) => {
                     self.users.write().insert(u.name.clone(), u);
                 }
                 Record::Retained { vhost, topic, message, stored_at_ms } => {
-                    self.restored_vhost(&vhost)?.retained().restore(topic, message, stored_at_ms);
+                    if let Some(v) = self.restored_vhost(&vhost) {
+                        v.retained().restore(topic, message, stored_at_ms);
+                    }
                 }
                 Record::Session { vhost, protocol, id, data } => {
                     self.sessions.write().insert((vhost, protocol, id), data);
@@ -403,22 +413,35 @@ impl Broker {
                 Record::Permission(p) => self.permissions.set(p)?,
                 Record::TopicPermission(t) => self.permissions.set_topic(t)?,
                 Record::Delayed { vhost, due_ms, tie, exchange, message } => {
-                    self.restored_vhost(&vhost)?.restore_held(due_ms, tie, exchange, message);
+                    if let Some(v) = self.restored_vhost(&vhost) {
+                        v.restore_held(due_ms, tie, exchange, message);
+                    }
                 }
                 Record::StreamOffset { vhost, queue, consumer, offset } => {
-                    if let Some(q) = self.restored_vhost(&vhost)?.queue(&queue) {
+                    if let Some(q) = self.restored_vhost(&vhost).and_then(|v| v.queue(&queue)) {
                         q.restore_stream_position(consumer, offset);
                     }
                 }
             }
         }
         report.messages = self.recover_messages(&queues_by_id)?;
+        for vhost in self.vhosts.read().values() {
+            if vhost.delayed_count() > 0 {
+                vhost.start_delay_timer();
+            }
+        }
         report.millis = started.elapsed().as_millis();
         Ok(report)
     }
 
-    fn restored_vhost(&self, name: &str) -> CoreResult<Arc<VHost>> {
-        self.vhost(name).ok_or_else(|| CoreError::new(ErrorKind::Internal, format!("record for unknown vhost '{name}'")))
+    /// The vhost a stored record belongs to. A record can outlive its vhost (written by a
+    /// connection that was still open while the vhost was deleted): it is skipped, not fatal.
+    fn restored_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        let vhost = self.vhost(name);
+        if vhost.is_none() {
+            tracing::warn!(vhost = name, "skipping a stored record of a deleted vhost");
+        }
+        vhost
     }
 
     /// Reloads every logged message into its queue; bodies are decoded once and shared.

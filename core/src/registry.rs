@@ -190,9 +190,11 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        // Both locks at once (closed, then open, as `totals` takes them): a total read in
+        // between would go down, which Prometheus takes for a counter reset.
+        let mut closed = self.registry.closed.lock();
         self.registry.open.lock().remove(&self.entry.id);
-        let snapshot = self.entry.traffic.snapshot();
-        *self.registry.closed.lock().entry(self.entry.info.protocol).or_default() += snapshot;
+        *closed.entry(self.entry.info.protocol).or_default() += self.entry.traffic.snapshot();
     }
 }
 
@@ -224,7 +226,8 @@ impl Registry {
 
     /// Traffic of every connection of `protocol` since the broker started, open or closed.
     pub fn totals(&self, protocol: Protocol) -> TrafficSnapshot {
-        let mut total = self.closed.lock().get(&protocol).copied().unwrap_or_default();
+        let closed = self.closed.lock();
+        let mut total = closed.get(&protocol).copied().unwrap_or_default();
         for e in self.open.lock().values().filter(|e| e.info.protocol == protocol) {
             total += e.traffic.snapshot();
         }

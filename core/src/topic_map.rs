@@ -14,8 +14,8 @@
 //! So MQTT `sensor/1.5` is the routing key `sensor.1%2E5`, `spBv1.0/group` is
 //! `spBv1%2E0.group`, and the AMQP key `api/v1.x` is the MQTT topic `api%2Fv1/x`.
 //! Routing keys that do not round trip: a word holding the literal text of an escape (`%25`,
-//! `%2F`, `%2B`, `%23`) comes back decoded (`a%25b` -> `a%b`), and a whole word `*` comes back
-//! as `%2A`.
+//! `%2F`, `%2B`, `%23`) comes back decoded (`a%25b` -> `a%b`), and whole words `*` and `#`
+//! come back as `%2A` and `%2523` (an MQTT level `%23` must not become the wildcard `#`).
 //!
 //! Filters map the same way, with MQTT `+` and `#` levels becoming AMQP `*` and `#`.
 
@@ -28,6 +28,11 @@ const MQTT_ESCAPES: [(&str, char); 2] = [("%25", '%'), ("%2E", '.')];
 fn escape_level(level: &str, out: &mut String) {
     if level == "*" {
         out.push_str("%2A");
+        return;
+    }
+    if level == "%23" {
+        // Decoded, it would be the word `#`: a wildcard in a binding.
+        out.push_str("%2523");
         return;
     }
     let mut rest = level;
@@ -139,7 +144,7 @@ mod tests {
     ];
 
     /// Routing keys that come back changed, and what they come back as.
-    const AMQP_EXCEPTIONS: &[(&str, &str)] = &[("a%25b", "a%b"), ("a.*", "a.%2A"), ("x%2Fy", "x/y")];
+    const AMQP_EXCEPTIONS: &[(&str, &str)] = &[("a%25b", "a%b"), ("a.*", "a.%2A"), ("x%2Fy", "x/y"), ("a.#", "a.%2523")];
 
     #[test]
     fn vectors_map_both_ways() {
@@ -173,6 +178,8 @@ mod tests {
         assert!(pattern_matches(AMQP, &mqtt_filter_to_amqp("spBv1.0/+/NDATA/#"), &mqtt_to_amqp("spBv1.0/g/NDATA/n/x")));
         assert!(!pattern_matches(AMQP, &mqtt_filter_to_amqp("a/*"), &mqtt_to_amqp("a/b")));
         assert!(pattern_matches(AMQP, &mqtt_filter_to_amqp("a/*"), &mqtt_to_amqp("a/*")));
+        assert!(!pattern_matches(AMQP, &mqtt_filter_to_amqp("a/%23"), &mqtt_to_amqp("a/b")), "%23 is no wildcard");
+        assert!(pattern_matches(AMQP, &mqtt_filter_to_amqp("a/%23"), &mqtt_to_amqp("a/%23")));
     }
 
     proptest! {
@@ -183,7 +190,7 @@ mod tests {
 
         #[test]
         fn amqp_keys_without_percent_round_trip(key in "[a-z0-9_./+#*-]{0,12}") {
-            prop_assume!(!key.split('.').any(|w| w == "*"));
+            prop_assume!(!key.split('.').any(|w| w == "*" || w == "#"));
             prop_assert_eq!(mqtt_to_amqp(&amqp_to_mqtt(&key)), key);
         }
     }

@@ -58,6 +58,16 @@ def test_authentication_and_tags(broker):
     status, body = call(broker, "PUT", "/api/queues/%2F/x", {}, auth=("watcher", "w"))
     assert status == 403 and body["reason"] == "Not administrator user"
     assert call(broker, "GET", "/api/queues", auth=("nobody", "n"))[0] == 403
+    watched = get(broker, "/api/users", auth=("watcher", "w"))
+    assert watched and all("password_hash" not in u for u in watched), "hashes are for administrators"
+    assert "password_hash" in get(broker, "/api/users/guest")
+    assert call(broker, "GET", "/api/definitions", auth=("watcher", "w"))[0] == 403
+    url = "http://127.0.0.1:%d/api/vhosts/forms" % broker.http_port
+    form = urllib.request.Request(url, data=b"x=1", method="PUT", headers={
+        "Content-Type": "text/plain", "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(form, timeout=10)
+    assert refused.value.code == 415, "a cross-site form cannot write"
 
 
 def test_overview_counts_what_clients_did(broker):

@@ -1166,9 +1166,14 @@ def test_a_claimed_user_id_must_be_the_publishers_own(broker):
     props.UserProperty = ("x-amqp-user-id", "admin")
     c.publish("$queue/uid", b"forged", qos=1, properties=props)
     assert done.wait(10)
+    done.clear()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("x-amqp-user-id", "guest"), ("x-amqp-user-id", "admin")]
+    c.publish("$queue/uid", b"forged twice", qos=1, properties=props)
+    assert done.wait(10)
     c.disconnect()
     c.loop_stop()
-    assert acks == [0x87]
+    assert acks == [0x87, 0x87]
     method, props, body = ch.basic_get("uid", auto_ack=True)
     assert body == b"mine" and props.user_id == "guest"
     assert message_count(ch, "uid") == 0, "neither forged message was routed"

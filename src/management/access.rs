@@ -48,17 +48,24 @@ pub async fn delete_vhost(_: Authed, State(api): State<Arc<Api>>, Path(name): Pa
     }
 }
 
-fn user_json(u: &junction_core::persist::UserRecord) -> Json {
-    json!({ "name": u.name, "tags": u.tags, "password_hash": u.password_hash, "hashing_algorithm": "argon2id" })
+/// A user as the API shows it; the password hash only to administrators (it could be
+/// attacked offline).
+fn user_json(u: &junction_core::persist::UserRecord, to: &Authed) -> Json {
+    let mut out = json!({ "name": u.name, "tags": u.tags });
+    if to.is_admin() {
+        out["password_hash"] = json!(u.password_hash);
+        out["hashing_algorithm"] = json!("argon2id");
+    }
+    out
 }
 
-pub async fn list_users(_: Authed, State(api): State<Arc<Api>>) -> ApiResult {
-    ok(Json::Array(api.broker.users().iter().map(user_json).collect()))
+pub async fn list_users(authed: Authed, State(api): State<Arc<Api>>) -> ApiResult {
+    ok(Json::Array(api.broker.users().iter().map(|u| user_json(u, &authed)).collect()))
 }
 
-pub async fn get_user(_: Authed, State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
+pub async fn get_user(authed: Authed, State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
     let user = api.broker.user(&name).ok_or_else(|| ApiError::not_found(format!("user '{name}' not found")))?;
-    ok(user_json(&user))
+    ok(user_json(&user, &authed))
 }
 
 /// Creates or updates a user: `{"password": ...}` or `{"password_hash": ...}` (argon2, PHC
@@ -75,9 +82,8 @@ pub async fn put_user(_: Authed, State(api): State<Arc<Api>>, Path(name): Path<S
         },
     };
     let tags = match body.get("tags") {
-        Some(Json::String(s)) => s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
-        Some(Json::Array(items)) => items.iter().filter_map(Json::as_str).map(str::to_string).collect(),
-        _ => existing.as_ref().map(|u| u.tags.clone()).unwrap_or_default(),
+        Some(_) => tags(&body),
+        None => existing.as_ref().map(|u| u.tags.clone()).unwrap_or_default(),
     };
     api.broker.put_user(&name, &hash, tags)?;
     api.logins.forget(&name);
@@ -89,6 +95,15 @@ pub async fn delete_user(_: Authed, State(api): State<Arc<Api>>, Path(name): Pat
     match api.broker.delete_user(&name) {
         true => no_content(),
         false => Err(ApiError::not_found(format!("user '{name}' not found"))),
+    }
+}
+
+/// A user's tags from JSON: a comma-separated string (RabbitMQ 3.x) or a list.
+pub fn tags(item: &Json) -> Vec<String> {
+    match item.get("tags") {
+        Some(Json::String(s)) => s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
+        Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
     }
 }
 

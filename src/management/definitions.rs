@@ -11,7 +11,11 @@ use junction_core::QueueDeclare;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
 
-pub async fn export(_: Authed, State(api): State<Arc<Api>>) -> ApiResult {
+/// Administrators only: the document holds every user's password hash.
+pub async fn export(authed: Authed, State(api): State<Arc<Api>>) -> ApiResult {
+    if !authed.is_admin() {
+        return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "not_authorised", "Not administrator user"));
+    }
     let users: Vec<Json> = api
         .broker
         .users()
@@ -73,14 +77,6 @@ fn items<'a>(doc: &'a Json, key: &str) -> impl Iterator<Item = &'a Json> {
     doc.get(key).and_then(Json::as_array).into_iter().flatten()
 }
 
-fn tags(item: &Json) -> Vec<String> {
-    match item.get("tags") {
-        Some(Json::String(s)) => s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
-        Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).map(str::to_string).collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Imports a definitions document (an export of this API, or RabbitMQ's format with argon2
 /// password hashes). Existing objects are updated where that is allowed.
 pub async fn import(_: Authed, State(api): State<Arc<Api>>, body: Bytes) -> ApiResult {
@@ -93,7 +89,7 @@ pub async fn import(_: Authed, State(api): State<Arc<Api>>, body: Bytes) -> ApiR
         }
     }
     for u in items(&doc, "users") {
-        broker.put_user(text(u, "name"), text(u, "password_hash"), tags(u)).map_err(|e| failed(&format!("user '{}'", text(u, "name")), e))?;
+        broker.put_user(text(u, "name"), text(u, "password_hash"), super::access::tags(u)).map_err(|e| failed(&format!("user '{}'", text(u, "name")), e))?;
         api.logins.forget(text(u, "name"));
     }
     for p in items(&doc, "permissions") {

@@ -91,10 +91,10 @@ const CARRIED: [&str; 8] = [
     "x-amqp-cluster-id",
 ];
 
-/// The user id a publish claims (the `x-amqp-user-id` user property), which must be the
-/// publisher's own.
-pub fn claimed_user_id(p: &Publish) -> Option<&str> {
-    p.props.user.iter().find(|(k, _)| k == "x-amqp-user-id").map(|(_, v)| v.as_str())
+/// A user id a publish claims (an `x-amqp-user-id` user property) that is not `user`'s own;
+/// user properties may repeat, so every one is checked.
+pub fn foreign_user_id<'a>(p: &'a Publish, user: &str) -> Option<&'a str> {
+    p.props.user.iter().find(|(k, v)| k == "x-amqp-user-id" && v != user).map(|(_, v)| v.as_str())
 }
 
 /// The carried properties of a message, as user properties.
@@ -163,7 +163,9 @@ pub fn publisher_of(msg: &Message) -> Option<&str> {
 pub fn to_mqtt(msg: &Message, topic: String, qos: u8) -> Publish {
     let h = &msg.properties.headers;
     // MQTT's own headers are shown by the packet itself (QoS, retain, payload format).
-    let mut user = text_headers::headers_to_text(h, |k| k.starts_with("x-mqtt-"));
+    // Headers under the carried names are not shown: only the properties themselves travel
+    // as those user properties (another protocol's header cannot forge one).
+    let mut user = text_headers::headers_to_text(h, |k| k.starts_with("x-mqtt-") || CARRIED.contains(&k));
     user.extend(carried(&msg.properties));
     let props = PublishProps {
         payload_utf8: int_header(msg, PAYLOAD_FORMAT_HEADER) == Some(1),

@@ -63,7 +63,6 @@ impl VHost {
         self.resources.add_message_bytes(message.memory_footprint());
         let held = Held { exchange, message: Arc::new(message), persisted: true };
         self.delayed.held.lock().insert((due_ms, tie), held);
-        self.start_delay_timer();
     }
 
     /// Forgets every held message (the vhost is being deleted).
@@ -88,7 +87,9 @@ impl VHost {
         Record::Delayed { vhost: self.name.clone(), due_ms: key.0, tie: key.1, exchange: exchange.into(), message: msg.clone() }
     }
 
-    fn start_delay_timer(&self) {
+    /// Starts releasing held messages (after start-up recovery: a message that fell due while
+    /// the broker was down must not be routed before the queues have their stored messages).
+    pub(crate) fn start_delay_timer(&self) {
         if self.delayed.running.swap(true, Ordering::AcqRel) {
             return;
         }

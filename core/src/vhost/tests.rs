@@ -199,3 +199,32 @@ async fn persistent_delayed_messages_survive_a_restart_and_arrive_once() {
     let b = broker(dir.path());
     assert_eq!(b.vhost("/").unwrap().delayed_count(), 0, "released messages are no longer held");
 }
+
+#[tokio::test]
+async fn a_delayed_message_due_during_downtime_waits_for_the_stored_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        let v = b.vhost("/").unwrap();
+        v.declare_queue(declare("q", true, Table::default())).unwrap();
+        for body in ["one", "two"] {
+            let out = v.publish("", Message { routing_key: "q".into(), ..msg(body, true) }, true).unwrap();
+            out.durable.unwrap().await.unwrap().unwrap();
+        }
+        let out = v.publish("", delayed("q", "late", Value::I32(100), true), true).unwrap();
+        out.durable.unwrap().await.unwrap().unwrap();
+        b.shutdown().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (spec, mut rx) = consumer(0);
+    v.queue("q").unwrap().consume(spec).unwrap();
+    let bodies: Vec<Vec<u8>> = std::iter::from_fn(|| next(&mut rx)).map(|d| body(&d).to_vec()).collect();
+    assert_eq!(bodies, vec![b"one".to_vec(), b"two".to_vec(), b"late".to_vec()]);
+    b.shutdown().await;
+    drop((v, b, rx));
+    let b = broker(dir.path());
+    assert_eq!(b.vhost("/").unwrap().queue("q").unwrap().counts().ready, 3, "nothing overwritten in the store");
+}

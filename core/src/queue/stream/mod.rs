@@ -18,10 +18,10 @@ use super::state::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-/// A run of consecutive offsets; retention removes a segment as a whole.
+/// A run of consecutive offsets (from the previous segment's end); retention removes a
+/// segment as a whole.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
-    first: u64,
     /// One past the last offset.
     end: u64,
     bytes: u64,
@@ -75,6 +75,8 @@ pub(crate) struct StreamState {
     next_delivery: u64,
     /// Stored positions of named readers.
     positions: HashMap<String, u64>,
+    /// The stream was deleted: nothing is appended or read any more.
+    pub deleted: bool,
 }
 
 impl StreamState {
@@ -89,6 +91,7 @@ impl StreamState {
             unacked: HashMap::new(),
             next_delivery: 1,
             positions: HashMap::new(),
+            deleted: false,
         }
     }
 
@@ -110,9 +113,16 @@ impl StreamState {
 
     /// Places a message found in the store at start-up: the log starts at the first offset
     /// retention left (recovery goes in offset order).
+    ///
+    /// A crash can leave a hole (a later offset was stored before an earlier one): the missing
+    /// offsets are skipped, or the stream would stop at the hole for ever.
     pub fn recover(&mut self, entry: Entry, segment_bytes: u64) {
         if self.entries.is_empty() && entry.seq > self.end {
             self.base = entry.seq;
+            self.end = entry.seq;
+        }
+        if entry.seq > self.end {
+            self.entries.resize((entry.seq - self.base) as usize, None);
             self.end = entry.seq;
         }
         self.insert(entry, segment_bytes);
@@ -145,7 +155,7 @@ impl StreamState {
                 seg.bytes += size;
                 seg.newest_ms = seg.newest_ms.max(arrived_ms);
             }
-            _ => self.segments.push_back(Segment { first: offset, end: offset + 1, bytes: size, newest_ms: arrived_ms }),
+            _ => self.segments.push_back(Segment { end: offset + 1, bytes: size, newest_ms: arrived_ms }),
         }
     }
 
@@ -161,7 +171,8 @@ impl StreamState {
             }
             self.segments.pop_front();
             self.bytes -= head.bytes;
-            for _ in head.first..head.end {
+            // Everything below the segment's end goes, skipped offsets (holes) included.
+            for _ in self.base..head.end {
                 dropped.extend(self.entries.pop_front().flatten());
             }
             self.base = head.end;
@@ -228,6 +239,10 @@ impl StreamState {
         let base = self.base;
         let reader = &mut self.readers[index];
         reader.next = reader.next.max(base);
+        // Offsets lost in a crash (holes) are passed over.
+        while reader.next < self.end && self.entries[(reader.next - base) as usize].is_none() {
+            reader.next += 1;
+        }
         if reader.next >= self.end || !reader.consumer.has_credit() {
             return None;
         }
@@ -261,20 +276,15 @@ impl StreamState {
         }
     }
 
-    /// Named readers whose resume point moved far enough to be worth writing down.
-    /// Every acknowledgement batch counts; no-ack readers write every `NO_ACK_SAVE_EVERY` messages.
+    /// Named readers whose resume point moved far enough to be worth writing down: every
+    /// `SAVE_EVERY` messages (and when the reader stops), not one store write per message.
     pub fn positions_to_save(&mut self) -> Vec<OffsetUpdate> {
-        const NO_ACK_SAVE_EVERY: u64 = 128;
+        const SAVE_EVERY: u64 = 128;
         let mut out = Vec::new();
         for reader in &mut self.readers {
             let Some(name) = &reader.name else { continue };
             let committed = reader.committed();
-            let due = if reader.consumer.spec.no_ack {
-                committed >= reader.saved + NO_ACK_SAVE_EVERY
-            } else {
-                committed > reader.saved
-            };
-            if due {
+            if committed >= reader.saved + SAVE_EVERY {
                 reader.saved = committed;
                 self.positions.insert(name.clone(), committed);
                 out.push(OffsetUpdate { name: name.clone(), offset: committed });

@@ -42,6 +42,11 @@ impl Queue {
         let mut fx = Effects::default();
         {
             let mut st = self.stream_state().lock();
+            if st.deleted {
+                fx.released.push(entry);
+                drop(st);
+                return self.finish(fx);
+            }
             if recovering {
                 st.recover(entry, self.args.segment_bytes);
             } else {
@@ -75,12 +80,12 @@ impl Queue {
         if self.stream.is_none() {
             return self.consume(spec);
         }
-        if self.is_deleted() {
-            return Err(crate::CoreError::not_found(format!("no queue '{}'", self.name())));
-        }
         let id = self.next_consumer_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = self.stream_state().lock();
+            if st.deleted {
+                return Err(crate::CoreError::not_found(format!("no queue '{}'", self.name())));
+            }
             let next = st.start_offset(start, name.as_deref());
             st.add_reader(Consumer { id, spec, unacked: 0 }, next, name);
             self.feed_readers(&mut st);
@@ -174,6 +179,7 @@ impl Queue {
     /// stored positions. Returns how many messages it held.
     pub(in crate::queue) fn shut_stream(&self, stream: &Mutex<StreamState>, fx: &mut Effects) -> (usize, Vec<Consumer>) {
         let mut st = stream.lock();
+        st.deleted = true;
         let held = st.len();
         fx.released.extend(st.take_all());
         let ids: Vec<u64> = st.unacked.keys().copied().collect();

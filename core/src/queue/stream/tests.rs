@@ -168,3 +168,28 @@ fn out_of_order_appends_are_readable_only_without_gaps() {
     assert_eq!(st.end_offset(), 2);
     assert_eq!(st.len(), 2);
 }
+
+#[test]
+fn a_hole_left_by_a_crash_is_skipped_on_recovery() {
+    use crate::queue::consumer::Consumer;
+    use crate::queue::state::Entry;
+    let entry = |seq: u64| Entry {
+        seq,
+        msg: std::sync::Arc::new(msg("x", false)),
+        stored: None,
+        redelivered: false,
+        returns: 0,
+        expires_at: None,
+    };
+    let mut st = StreamState::new();
+    for seq in [3, 4, 6, 7] {
+        st.recover(entry(seq), 1 << 20);
+    }
+    assert_eq!((st.first_offset(), st.end_offset()), (3, 8));
+    let (spec, _rx) = consumer(0);
+    st.add_reader(Consumer { id: 1, spec, unacked: 0 }, 3, None);
+    let offsets: Vec<u64> = std::iter::from_fn(|| st.next_for(0).map(|(_, offset, _)| offset)).collect();
+    assert_eq!(offsets, vec![3, 4, 6, 7], "offset 5 was never stored");
+    st.insert(entry(8), 1 << 20);
+    assert_eq!(st.end_offset(), 9, "new messages follow");
+}
