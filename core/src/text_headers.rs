@@ -104,11 +104,21 @@ pub fn headers_to_text(headers: &Table, skip: impl Fn(&str) -> bool) -> Vec<(Str
     out
 }
 
+/// The largest typed-values header taken in (base64 text).
+const MAX_TYPED_HEADERS_TEXT: usize = 64 * 1024;
+/// How deep arrays and tables may nest in it. It comes from clients and decoding recurses once
+/// per level: without a bound, a small header of nested arrays would overflow the stack.
+const MAX_NESTING: usize = 32;
+
 /// Gives headers that arrived as text their typed values back (see the module comment) and
-/// drops the typed-values header.
+/// drops the typed-values header (ignored when larger than `MAX_TYPED_HEADERS_TEXT`).
 pub fn restore_typed_headers(headers: &mut Table) {
     let Some(packed) = headers.remove(TYPED_HEADERS) else { return };
-    let Some(typed) = packed.as_str().and_then(|text| BASE64.decode(text).ok()) else { return };
+    let text = packed.as_str().filter(|text| text.len() <= MAX_TYPED_HEADERS_TEXT);
+    let Some(typed) = text.and_then(|text| BASE64.decode(text).ok()) else { return };
+    if !nesting_within(&typed, MAX_NESTING) {
+        return;
+    }
     let Ok(typed) = bincode::deserialize::<Table>(&typed) else { return };
     for (name, value) in typed.0 {
         let unchanged = headers.get(&name).and_then(Value::as_str).is_some_and(|text| text == value_text(&value));
@@ -116,6 +126,73 @@ pub fn restore_typed_headers(headers: &mut Table) {
             headers.insert(name, value);
         }
     }
+}
+
+/// Walks an encoded `Table` (bincode: u32 variant tags, u64 lengths, little-endian) without
+/// recursion: true when it is well formed enough to walk and nests at most `max` levels.
+fn nesting_within(bytes: &[u8], max: usize) -> bool {
+    walk(bytes, max).is_some()
+}
+
+/// Reads through encoded bytes.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: u64) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(usize::try_from(n).ok()?)?;
+        let slice = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(slice)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+fn walk(bytes: &[u8], max: usize) -> Option<()> {
+    let mut c = Cursor { bytes, pos: 0 };
+    // (values left at this level, whether they are table entries with a name first)
+    let mut levels: Vec<(u64, bool)> = vec![(c.u64()?, true)];
+    while let Some((left, named)) = levels.last_mut() {
+        if *left == 0 {
+            levels.pop();
+            continue;
+        }
+        *left -= 1;
+        if *named {
+            let name_len = c.u64()?;
+            c.take(name_len)?;
+        }
+        // `Value`'s variants in declaration order.
+        let tag = c.u32()?;
+        let fixed = match tag {
+            0..=2 => 1,
+            3 | 4 => 2,
+            5 | 6 | 8 => 4,
+            7 | 9 | 14 => 8,
+            10 => 5,
+            17 => 0,
+            11 | 12 | 16 => c.u64()?,
+            13 | 15 => {
+                levels.push((c.u64()?, tag == 15));
+                if levels.len() > max {
+                    return None;
+                }
+                0
+            }
+            _ => return None,
+        };
+        c.take(fixed)?;
+    }
+    Some(())
 }
 
 /// A correlation id for a protocol whose correlation id is a string: the text when it is
@@ -202,6 +279,33 @@ mod tests {
         t.insert(TYPED_HEADERS, Value::str("!!not base64"));
         restore_typed_headers(&mut t);
         assert_eq!(t.0, vec![("a".to_string(), Value::str("1"))]);
+    }
+
+    #[test]
+    fn deeply_nested_typed_values_from_a_client_cannot_exhaust_the_stack() {
+        let nest = |depth: usize| {
+            let mut v = Value::Void;
+            for _ in 0..depth {
+                v = Value::Array(vec![v]);
+            }
+            let typed = Table(vec![("n".into(), v)]);
+            BASE64.encode(bincode::serialize(&typed).unwrap())
+        };
+        // Deep nesting is refused before it is decoded (600 levels overflowed a test thread's
+        // stack when decoded); shallow nesting comes back typed.
+        for depth in [200, 600] {
+            let mut headers = Table(vec![("n".into(), text_value("x")), (TYPED_HEADERS.into(), text_value(&nest(depth)))]);
+            restore_typed_headers(&mut headers);
+            assert_eq!(headers.get(TYPED_HEADERS), None);
+            assert_eq!(headers.get("n"), Some(&text_value("x")), "left as text");
+        }
+        let mut shallow = Table::default();
+        shallow.insert("n", Value::Array(vec![Value::Array(vec![Value::I8(1)])]));
+        let text = headers_to_text(&shallow, |_| false);
+        let mut back = Table(text.iter().map(|(k, v)| (k.clone(), text_value(v))).collect());
+        restore_typed_headers(&mut back);
+        assert_eq!(back, shallow);
+        assert!(!nesting_within(b"\x01\x00", 8), "truncated input is refused");
     }
 
     #[test]
