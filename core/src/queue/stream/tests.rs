@@ -146,17 +146,20 @@ async fn streams_must_be_durable_and_shared() {
     assert!(v.declare_queue(d).is_err());
 }
 
-#[test]
-fn out_of_order_appends_are_readable_only_without_gaps() {
-    use crate::queue::state::Entry;
-    let entry = |seq: u64| Entry {
+/// A stream entry at `seq` as the store or a publisher hands it in.
+fn entry(seq: u64) -> crate::queue::state::Entry {
+    crate::queue::state::Entry {
         seq,
         msg: std::sync::Arc::new(msg("x", false)),
         stored: None,
         redelivered: false,
         returns: 0,
         expires_at: None,
-    };
+    }
+}
+
+#[test]
+fn out_of_order_appends_are_readable_only_without_gaps() {
     let mut recovered = StreamState::new();
     recovered.recover(entry(40), 1 << 20);
     recovered.recover(entry(41), 1 << 20);
@@ -172,15 +175,6 @@ fn out_of_order_appends_are_readable_only_without_gaps() {
 #[test]
 fn a_hole_left_by_a_crash_is_skipped_on_recovery() {
     use crate::queue::consumer::Consumer;
-    use crate::queue::state::Entry;
-    let entry = |seq: u64| Entry {
-        seq,
-        msg: std::sync::Arc::new(msg("x", false)),
-        stored: None,
-        redelivered: false,
-        returns: 0,
-        expires_at: None,
-    };
     let mut st = StreamState::new();
     for seq in [3, 4, 6, 7] {
         st.recover(entry(seq), 1 << 20);
