@@ -81,3 +81,34 @@ def test_the_queue_limit_applies_to_every_protocol(broker_factory, tmp_path):
     s.sendall(b"SUBSCRIBE\nid:1\ndestination:/queue/q4\n\n\x00")
     data = s.recv(4096)
     assert b"ERROR" in data and b"queue limit" in data, data
+
+
+@pytest.mark.timeout(120)
+def test_a_flood_of_silent_connections_is_dropped_and_does_not_starve_clients(broker_factory, tmp_path):
+    """Slowloris and a connection flood: 150 connections per protocol that never finish their
+    handshake / CONNECT are dropped after the timeout, and an established client keeps working
+    throughout."""
+    config = tmp_path / "junction.toml"
+    config.write_text("[amqp]\nhandshake_timeout_ms = 1500\n[mqtt]\nconnect_timeout_ms = 1500\n"
+                      "[stomp]\nconnect_timeout_ms = 1500\n")
+    broker = broker_factory("--config", str(config))
+    ch = broker.connect().channel()
+    ch.queue_declare("steady")
+    silent = []
+    for port in (broker.port, broker.mqtt_port, broker.stomp_port):
+        for _ in range(150):
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=WAIT))
+    for i in range(200):
+        ch.basic_publish("", "steady", b"%d" % i)
+        method, _, body = ch.basic_get("steady", auto_ack=True)
+        assert method and body == b"%d" % i
+    for s in silent:
+        s.settimeout(WAIT)
+        try:
+            closed = s.recv(64) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed, "a connection that never logged in is dropped"
+        s.close()
+    ch.basic_publish("", "steady", b"after")
+    assert ch.basic_get("steady", auto_ack=True)[2] == b"after"
