@@ -187,3 +187,23 @@ def test_https_serves_the_demo_and_mqtt_over_wss(broker_factory, certs):
     ws.disconnect()
     ws.loop_stop()
     assert got == [b"over wss"]
+
+
+def test_mqttjs_over_wss_verifies_the_certificate(broker_factory, certs):
+    import json
+    import shutil
+    node_dir = os.path.join(os.path.dirname(__file__), "..", "node")
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(node_dir, "node_modules")):
+        pytest.fail("node and integration-tests/node/node_modules are needed (scripts/test.sh installs them)")
+    b = tls_broker(broker_factory, certs)
+    env = dict(os.environ, JUNCTION_MQTT_WSS_URL="wss://localhost:%d/mqtt" % b.https, JUNCTION_CA=os.path.join(certs, "ca.pem"))
+    run = subprocess.run(["node", "mqttjs-wss.mjs"], cwd=node_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"topic": "wss/js", "payload": "over wss from MQTT.js"}
+    # The same client refuses a server whose certificate its CA did not sign.
+    other = os.path.join(certs, "other")
+    os.makedirs(other)
+    make_ca(other, "ca")
+    env["JUNCTION_CA"] = os.path.join(other, "ca.pem")
+    refused = subprocess.run(["node", "mqttjs-wss.mjs"], cwd=node_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
