@@ -140,13 +140,10 @@ impl ConnectionEntry {
         format!("{} -> {}#{}", self.info.link.peer, self.info.protocol.key(), self.id)
     }
 
-    /// Records the connection's open AMQP channels (when their number changed).
-    pub fn set_channels(&self, open: impl FnOnce() -> Vec<u16>, count: usize) {
-        let mut channels = self.channels.lock();
-        if channels.len() != count {
-            *channels = open();
-            channels.sort_unstable();
-        }
+    /// Records the connection's open AMQP channels (called when one opens or closes).
+    pub fn set_channels(&self, mut open: Vec<u16>) {
+        open.sort_unstable();
+        *self.channels.lock() = open;
     }
 
     pub fn channels(&self) -> Vec<u16> {

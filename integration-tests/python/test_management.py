@@ -174,6 +174,9 @@ def test_connections_and_channels_for_every_protocol_and_closing_one(broker):
         time.sleep(0.05)
     assert not m.is_connected()
     m.loop_stop()
+    assert call(broker, "DELETE", "/api/connections/" + q(connections["STOMP 1.2"]["name"]))[0] == 204
+    error = s.wait_for("errors")[0]
+    assert "Closed via management API" in error.body
     s.close()
 
 

@@ -106,8 +106,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             if let Err(end) = self.flush().await {
                 return end;
             }
-            let channels = &self.channels;
-            self.session.permit.registration.entry.set_channels(|| channels.keys().copied().collect(), channels.len());
             // Publishers stop being read while a resource alarm is raised.
             let reading = !(self.blocked && self.session.has_published);
             tokio::select! {
@@ -224,6 +222,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     self.session.send(channel_id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
                 }
                 self.channels.remove(&channel_id);
+                self.list_channels();
             }
             return Ok(true);
         }
@@ -237,6 +236,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             Ok(Outcome::Continue) => Ok(true),
             Ok(Outcome::Closed) => {
                 self.channels.remove(&channel_id);
+                self.list_channels();
                 Ok(true)
             }
             Err(e) if e.connection => Err(e),
@@ -259,11 +259,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             ));
         }
         self.channels.insert(id, Channel::new(id));
+        self.list_channels();
         self.session.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
         Ok(())
     }
 
     /// A channel error: the channel gives back what it holds and waits for close-ok.
+    /// Shows operators this connection's open channels (management API).
+    fn list_channels(&self) {
+        self.session.permit.registration.entry.set_channels(self.channels.keys().copied().collect());
+    }
+
     fn close_channel(&mut self, id: u16, e: AmqpError) {
         tracing::debug!(channel = id, code = e.code, text = %e.text, "closing channel");
         let Some(ch) = self.channels.get_mut(&id) else { return };

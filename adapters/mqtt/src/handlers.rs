@@ -392,7 +392,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// A core delivery becomes a PUBLISH at the QoS its matching subscriptions allow.
     fn deliver(&mut self, d: Delivery) {
-        let message = d.as_delivered();
+        let message = d.as_delivered(true);
         let topic = mapping::topic_of(&message);
         let expired = d.message.remaining_life_ms(now_ms()) == Some(0);
         let wanted = if expired { None } else { self.matching(d.cookie, &topic, &d.message) };

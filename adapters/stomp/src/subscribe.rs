@@ -203,7 +203,7 @@ impl Conn {
         if d.redelivered {
             frame = frame.with("redelivered", "true");
         }
-        let message = d.as_delivered();
+        let message = d.as_delivered(true);
         let frame = convert::add_properties(frame, &message.properties).with_body(message.body.clone());
         if !d.no_ack {
             self.unacked.insert(tag, Unacked { subscription: sub_id, queue: d.queue.clone(), seq: d.seq });

@@ -73,14 +73,17 @@ pub const STREAM_OFFSET_HEADER: &str = "x-stream-offset";
 
 impl Delivery {
     /// The message as its consumer sees it: a delivery from a stream carries its offset in the
-    /// `x-stream-offset` header (a copy is made only then).
-    pub fn as_delivered(&self) -> std::borrow::Cow<'_, Message> {
+    /// `x-stream-offset` header (a copy is made only then) — a long for AMQP, as RabbitMQ sends
+    /// it, and text for the protocols whose headers are text (`as_text`), so that it needs no
+    /// typed-values header there.
+    pub fn as_delivered(&self, as_text: bool) -> std::borrow::Cow<'_, Message> {
+        use crate::message::Value;
         match self.stream_offset {
             None => std::borrow::Cow::Borrowed(&self.message),
             Some(offset) => {
                 let mut msg = Message::clone(&self.message);
-                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-                msg.properties.headers.insert(STREAM_OFFSET_HEADER, crate::message::Value::I64(offset));
+                let value = if as_text { Value::str(&offset.to_string()) } else { Value::I64(i64::try_from(offset).unwrap_or(i64::MAX)) };
+                msg.properties.headers.insert(STREAM_OFFSET_HEADER, value);
                 std::borrow::Cow::Owned(msg)
             }
         }

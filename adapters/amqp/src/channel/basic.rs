@@ -163,7 +163,7 @@ impl Channel {
         };
         s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)));
         let frame_max = s.frame_max;
-        let message = d.as_delivered();
+        let message = d.as_delivered(false);
         s.writer().content(self.id, properties_to_amqp(&message.properties), &message.body, frame_max);
     }
 
