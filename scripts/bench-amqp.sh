@@ -2,7 +2,7 @@
 # Junction against RabbitMQ on this machine, with one neutral load generator (`junction bench
 # amqp`, lapin underneath) for both, and writes docs/benchmarks.md.
 #
-#   scripts/bench-amqp.sh                 # 4 scenarios x 2 brokers, 15 s each (BENCH_DURATION)
+#   scripts/bench-amqp.sh                 # 6 scenarios x 2 brokers, 15 s each (BENCH_DURATION)
 #
 # Each run gets a freshly started broker on a fresh temp data dir, on loopback; the brokers take
 # turns scenario by scenario, so neither runs while the other is measured. Installs Debian's
@@ -24,6 +24,11 @@ SCENARIOS=(
   "c|transient 1 KiB, 1 -> 1|--publishers 1 --consumers 1 --size 1024"
   "d|transient 1 KiB, fanout 1 -> 8|--publishers 1 --consumers 8 --size 1024 --fanout"
 )
+# The issue's latency target: "p99 latency at half of RabbitMQ's maximum rate no higher than
+# RabbitMQ's". As new:base, each reruns scenario base's flags on both brokers with the publishers
+# paced (--rate) at half the msg/s RabbitMQ consumed in base, unpaced: its maximum for that load.
+# The rate is known only once base has run on RabbitMQ, so these are added to SCENARIOS then.
+HALF_RATE=("e:a" "f:c")
 
 # Starts broker $1 (junction|rabbitmq) for run $2 on a fresh dir; sets PORT and PID.
 start_broker() {
@@ -55,6 +60,31 @@ run_one() {
   PID=""
 }
 
+# Half the msg/s RabbitMQ consumed in scenario $1 (results/$1-rabbitmq.json), rounded down.
+half_rabbitmq_rate() {
+  python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["consumed_per_s"]) // 2)' \
+    "$RESULTS/$1-rabbitmq.json"
+}
+
+# For each new:base of HALF_RATE (base has run): adds scenario new, base's flags at half
+# RabbitMQ's rate in base, to SCENARIOS (the report and its commands list it) and runs it.
+run_half_rate_scenarios() {
+  local pair id base scenario title flags only rate
+  for pair in "${HALF_RATE[@]}"; do
+    id=${pair%%:*} base=${pair#*:}
+    for scenario in "${SCENARIOS[@]}"; do
+      [ "${scenario%%|*}" != "$base" ] || break
+    done
+    [ "${scenario%%|*}" = "$base" ] || { echo "HALF_RATE $pair: no scenario $base" >&2; return 1; }
+    IFS='|' read -r _ title flags only <<<"$scenario"
+    rate=$(half_rabbitmq_rate "$base")
+    [ "$rate" -gt 0 ] || { echo "RabbitMQ consumed nothing in ($base): no rate for ($id)" >&2; return 1; }
+    scenario="$id|$title at half RabbitMQ's ($base) rate ($rate msg/s)|$flags --rate $rate${only:+|$only}"
+    SCENARIOS+=("$scenario")
+    run_scenarios "$scenario"
+  done
+}
+
 # The "## " sections this script writes; docs/benchmarks.md keeps every other one.
 OWN_SECTIONS=("## Machine" "## Versions" "## Results" "## Commands")
 
@@ -79,10 +109,14 @@ write_doc() {
     echo "- RabbitMQ: $(dpkg-query -W -f '${Version}' rabbitmq-server) (Debian package, default configuration: classic queues), Erlang $(dpkg-query -W -f '${Version}' erlang-base)"
     echo "- load generator: lapin $(awk '/^name = "lapin"/ { getline; print $3 }' Cargo.lock | tr -d '"')"
     echo
-    BENCH_RESULTS=$RESULTS BENCH_DURATION=$DURATION python3 - "${SCENARIOS[@]}" <<'EOF'
+    BENCH_RESULTS=$RESULTS BENCH_DURATION=$DURATION BENCH_HALF_RATE="${HALF_RATE[*]}" python3 - "${SCENARIOS[@]}" <<'EOF'
 import json, os, sys
 results, duration = os.environ["BENCH_RESULTS"], os.environ["BENCH_DURATION"]
-scenarios = [s.split("|", 2) for s in sys.argv[1:]]
+# "id|title|flags" (a 4th field, the brokers that ran it, does not occur here: both always do).
+scenarios = [s.split("|")[:3] for s in sys.argv[1:]]
+titles = {sid: title for sid, title, _ in scenarios}
+# new:base pairs: scenario new is base paced at half RabbitMQ's rate in base (run_half_rate_scenarios).
+half_rate = [p.split(":") for p in os.environ["BENCH_HALF_RATE"].split()]
 
 def load(sid, broker):
     summary = json.load(open(f"{results}/{sid}-{broker}.json"))
@@ -106,6 +140,19 @@ for sid, title, _ in scenarios:
     j, r = load(sid, "junction"), load(sid, "rabbitmq")
     ratio = j["consumed_per_s"] / r["consumed_per_s"] if r["consumed_per_s"] else float("nan")
     print(f'| ({sid}) {title} | {j["consumed_per_s"]:,.0f} | {r["consumed_per_s"]:,.0f} | {ratio:.2f}x | {lat(j)} | {lat(r)} |')
+if half_rate:
+    bases = " and ".join(f"({base})" for _, base in half_rate)
+    print("\nTarget: p99 latency at half of RabbitMQ's maximum rate no higher than RabbitMQ's. "
+          f"{' and '.join(f'({new})' for new, _ in half_rate)}")
+    print(f"rerun {bases} with the publishers paced (--rate) at half the msg/s RabbitMQ consumed there; the")
+    print("msg/s columns show whether each broker kept up with that pace (compare their latency, not their rate):\n")
+    print("| scenario | Junction msg/s | RabbitMQ msg/s | Junction p50 / p99 ms | RabbitMQ p50 / p99 ms | Junction p99 <= RabbitMQ p99 |")
+    print("|---|---:|---:|---:|---:|---|")
+    for new, _ in half_rate:
+        j, r = load(new, "junction"), load(new, "rabbitmq")
+        verdict = "met" if j["latency_ms"]["p99"] <= r["latency_ms"]["p99"] else "not met"
+        print(f'| ({new}) {titles[new]} | {j["consumed_per_s"]:,.0f} | {r["consumed_per_s"]:,.0f} | '
+              f'{lat(j)} | {lat(r)} | **{verdict}** |')
 print("\nPublished and confirmed rates; messages still queued when publishing stopped; the broker's CPU")
 print("use over the run (100% = one core) and its peak resident memory:\n")
 print("| scenario | broker | published/s | confirmed/s | consumed/s | queued at end | p95 ms | max ms | broker CPU | peak RSS |")
@@ -155,6 +202,7 @@ main() {
   begin_bench_run junction-bench
   check_idle
   run_scenarios
+  run_half_rate_scenarios
   write_doc
   echo "wrote docs/benchmarks.md" >&2
   sed -n '/^## Results/,/^## Commands/p' docs/benchmarks.md >&2

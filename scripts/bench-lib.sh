@@ -1,6 +1,7 @@
-# Helpers shared by the benchmark scripts (bench-amqp.sh, bench-mqtt.sh, recovery-time.sh):
-# ports, starting and stopping brokers, process figures, the machine's description, and
-# rewriting sections of docs/benchmarks.md. Sourced, not run.
+# Helpers shared by the benchmark scripts (bench-amqp.sh, bench-mqtt.sh, bench-stomp.sh,
+# recovery-time.sh): ports, starting and stopping brokers, process figures, the machine's
+# description, running the scenarios, and rewriting sections of docs/benchmarks.md. Sourced, not
+# run.
 
 # A TCP port nobody listens on right now.
 free_port() {
@@ -213,15 +214,35 @@ begin_bench_run() {
   trap 'exit 130' INT TERM
 }
 
-# Runs every scenario of $SCENARIOS ("id|title|flags") on every broker of $BROKERS, the brokers
-# taking turns scenario by scenario; run_one BROKER ID FLAGS is the calling script's.
+# Runs the scenarios given as arguments (default: all of $SCENARIOS), each "id|title|flags" or
+# "id|title|flags|brokers", on the brokers scenario_brokers names, the brokers taking turns
+# scenario by scenario; run_one BROKER ID FLAGS is the calling script's.
 run_scenarios() {
-  local scenario id flags broker
-  for scenario in "${SCENARIOS[@]}"; do
-    IFS='|' read -r id _ flags <<<"$scenario"
-    for broker in "${BROKERS[@]}"; do
+  local scenario id flags brokers broker
+  [ $# -gt 0 ] || set -- "${SCENARIOS[@]}"
+  for scenario in "$@"; do
+    IFS='|' read -r id _ flags _ <<<"$scenario"
+    # Assigned on its own line so that a bad broker name stops the run (set -e).
+    brokers=$(scenario_brokers "$scenario")
+    for broker in $brokers; do
       run_one "$broker" "$id" "$flags"
       sleep 2
     done
+  done
+}
+
+# The brokers scenario $1 runs on, in $BROKERS' order: all of $BROKERS, or, when the scenario has
+# a 4th "|" field, only the space-separated brokers it names (a scenario that needs a protocol not
+# every broker speaks, e.g. MQTT -> AMQP without Mosquitto). Fails on a name not in $BROKERS.
+scenario_brokers() {
+  local only broker
+  IFS='|' read -r _ _ _ only <<<"$1"
+  for broker in $only; do
+    [[ " ${BROKERS[*]} " == *" $broker "* ]] || { echo "scenario '$1': unknown broker $broker" >&2; return 1; }
+  done
+  for broker in "${BROKERS[@]}"; do
+    if [ -z "$only" ] || [[ " $only " == *" $broker "* ]]; then
+      echo "$broker"
+    fi
   done
 }

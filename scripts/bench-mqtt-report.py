@@ -1,18 +1,27 @@
 """Prints the results part of docs/benchmarks.md's "## MQTT" section for scripts/bench-mqtt.sh.
 
-Arguments: the scenarios as "id|title|flags". Environment: BENCH_RESULTS (the directory with
-<id>-<broker>.json, the `junction bench mqtt --json` summary, and <id>-<broker>.proc, the broker's
-CPU seconds before and after the bench command, its peak RSS and the command's wall seconds), BENCH_DURATION, BENCH_SIZE, BENCH_INFLIGHT, BENCH_QUEUED and
-BENCH_TARGETS ("id:broker:ratio ...": Junction should deliver at least ratio x broker's rate).
+Arguments: the scenarios as "id|title|flags", or "id|title|flags|brokers" for one that ran only on
+the brokers named (its cells read n/a for the others). Environment: BENCH_RESULTS (the directory
+with <id>-<broker>.json, the `junction bench mqtt --json` summary, and <id>-<broker>.proc, the
+broker's CPU seconds before and after the bench command, its peak RSS and the command's wall
+seconds), BENCH_DURATION, BENCH_SIZE, BENCH_INFLIGHT, BENCH_QUEUED and BENCH_TARGETS
+("id:broker:ratio ...": Junction should deliver at least ratio x broker's rate).
 """
 
 import os
 
-from bench_report import (DURATION, INFLIGHT, SCENARIOS, SIZE, latency, load_all, print_detail_rows,
-                          print_targets, ratio)
+from bench_report import (DURATION, INFLIGHT, SCENARIOS, SIZE, latency, load_all, not_run_note,
+                          print_detail_rows, print_targets, ran, rate, rate_ratio)
 
 BROKERS = [("junction", "Junction"), ("mosquitto", "Mosquitto"), ("rabbitmq", "RabbitMQ")]
 QUEUED = int(os.environ["BENCH_QUEUED"])
+# The scenarios whose messages are consumed over AMQP (`--amqp-consumers`).
+AMQP_SCENARIOS = [sid for sid, _, flags in SCENARIOS if "--amqp-consumers" in flags.split()]
+
+
+def copies_per_message(summary):
+    """Every MQTT subscriber gets a copy; AMQP consumers compete on one queue: one copy between them."""
+    return summary["subscribers"] + (1 if summary.get("amqp_consumers", 0) else 0)
 
 
 def settings():
@@ -28,7 +37,15 @@ persistence off. All three set TCP_NODELAY, as does the generator.
 def main_table(runs):
     print("### Results\n")
     print("Messages delivered per second at the subscribers (with fan-out every subscriber's copy counts),")
-    print("publish-to-deliver latency in milliseconds, and Junction's delivered rate against the others'.\n")
+    print("publish-to-deliver latency in milliseconds, and Junction's delivered rate against the others'.")
+    if AMQP_SCENARIOS:
+        ids = ", ".join(f"({sid})" for sid in AMQP_SCENARIOS)
+        print(f"In {ids} the MQTT publishers' messages are delivered to AMQP consumers instead: one queue bound")
+        print("to `amq.topic` with the MQTT topic (`/` as `.`), its consumers sharing the messages.")
+    note = not_run_note(BROKERS, " (Mosquitto has no AMQP)" if AMQP_SCENARIOS else "")
+    if note:
+        print(note)
+    print()
     names = [name for _, name in BROKERS]
     print("| scenario | " + " | ".join(f"{n} msg/s" for n in names)
           + " | Junction / Mosquitto | Junction / RabbitMQ | "
@@ -36,10 +53,9 @@ def main_table(runs):
     print("|---|" + "---:|" * 8)
     for sid, title, _ in SCENARIOS:
         r = runs[sid]
-        rates = " | ".join(f'{r[b]["consumed_per_s"]:,.0f}' for b, _ in BROKERS)
-        j = r["junction"]["consumed_per_s"]
-        ratios = " | ".join(f'{ratio(j, r[b]["consumed_per_s"]):.2f}x' for b in ("mosquitto", "rabbitmq"))
-        latencies = " | ".join(latency(r[b]) for b, _ in BROKERS)
+        rates = " | ".join(rate(r.get(b)) for b, _ in BROKERS)
+        ratios = " | ".join(rate_ratio(r.get("junction"), r.get(b)) for b in ("mosquitto", "rabbitmq"))
+        latencies = " | ".join(latency(r.get(b)) for b, _ in BROKERS)
         print(f"| ({sid}) {title} | {rates} | {ratios} | {latencies} |")
 
 
@@ -67,22 +83,26 @@ def commands():
     print("\n### Commands\n")
     print("Brokers, each on a fresh temp dir `$DIR` and a free port `$PORT`:\n")
     print("```sh")
-    print("junction --data-dir $DIR --mqtt 127.0.0.1:$PORT --amqp 127.0.0.1:$OTHER_PORT --stomp off --http off")
+    print("junction --data-dir $DIR --mqtt 127.0.0.1:$PORT --amqp 127.0.0.1:$AMQP_PORT --stomp off --http off")
     print("mosquitto -c $DIR/mosquitto.conf   # listener $PORT 127.0.0.1, allow_anonymous true, persistence false,")
     print(f"                                   # set_tcp_nodelay true, max_inflight_messages {INFLIGHT}, max_queued_messages {QUEUED}")
-    print("RABBITMQ_CONFIG_FILE=$DIR/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/enabled_plugins ... \\")
+    print("RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_CONFIG_FILE=$DIR/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/enabled_plugins ... \\")
     print("  /usr/lib/rabbitmq/bin/rabbitmq-server   # [rabbitmq_mqtt]. and mqtt.listeners.tcp.default = 127.0.0.1:$PORT,")
     print(f"                                          # mqtt.allow_anonymous = true, mqtt.prefetch = {INFLIGHT}")
     print("```\n")
-    print("Load, the same for all three:\n")
+    print("Load, the same for every broker that runs the scenario; `$AMQP` is")
+    print("`--amqp-url amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f` for Junction and RabbitMQ, nothing for")
+    print("Mosquitto (the generator connects to it only for `--amqp-consumers`):\n")
     print("```sh")
     for sid, _, flags in SCENARIOS:
-        print(f"junction bench mqtt --port $PORT {flags} --size {SIZE} --inflight {INFLIGHT} --duration {DURATION} --json   # ({sid})")
+        only = "" if all(ran(sid, b) for b, _ in BROKERS) else \
+            ", " + " and ".join(name for b, name in BROKERS if ran(sid, b)) + " only"
+        print(f"junction bench mqtt --port $PORT $AMQP {flags} --size {SIZE} --inflight {INFLIGHT} --duration {DURATION} --json   # ({sid}){only}")
     print("```")
 
 
 def main():
-    runs = load_all(BROKERS, lambda s: s["subscribers"])
+    runs = load_all(BROKERS, copies_per_message)
     settings()
     main_table(runs)
     print_targets(runs, BROKERS, "Targets (Junction's delivered msg/s against the other broker's):")
