@@ -127,6 +127,12 @@ pub struct TlsSection {
     pub crls: Vec<PathBuf>,
     #[serde(default)]
     pub require_client_cert: bool,
+    /// Log clients in by their verified certificate (SASL EXTERNAL in AMQP; MQTT and STOMP
+    /// clients that send no user name).
+    #[serde(default)]
+    pub cert_login: bool,
+    /// Which part of the certificate is the user name: common_name (default), san_dns, san_email.
+    pub cert_login_from: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,13 +261,19 @@ fn tls_listen(name: &str, value: Option<String>, default: &str, tls: bool) -> an
     }
 }
 
+fn cert_login(file: &TlsSection) -> anyhow::Result<Option<junction_tls::CertLoginFrom>> {
+    let from = file.cert_login_from.as_deref().unwrap_or("common_name");
+    let from = from.parse().map_err(|e: String| anyhow::anyhow!("[tls] cert_login_from: {e}"))?;
+    Ok(file.cert_login.then_some(from))
+}
+
 fn tls_files(cli: &Cli, file: &TlsSection) -> anyhow::Result<Option<junction_tls::TlsFiles>> {
     let cert = cli.tls_cert.clone().or_else(|| file.cert.clone());
     let key = cli.tls_key.clone().or_else(|| file.key.clone());
     match (cert, key) {
         (None, None) => Ok(None),
-        (Some(_), Some(_)) if file.require_client_cert && cli.tls_ca.is_none() && file.ca.is_none() => {
-            anyhow::bail!("[tls] require_client_cert needs a CA to verify client certificates against (--tls-ca or [tls] ca)")
+        (Some(_), Some(_)) if (file.require_client_cert || file.cert_login) && cli.tls_ca.is_none() && file.ca.is_none() => {
+            anyhow::bail!("[tls] require_client_cert and cert_login need a CA to verify client certificates against (--tls-ca or [tls] ca)")
         }
         (Some(cert_chain), Some(key)) => Ok(Some(junction_tls::TlsFiles {
             cert_chain,
@@ -269,6 +281,7 @@ fn tls_files(cli: &Cli, file: &TlsSection) -> anyhow::Result<Option<junction_tls
             client_ca: cli.tls_ca.clone().or_else(|| file.ca.clone()),
             crls: file.crls.clone(),
             require_client_cert: file.require_client_cert,
+            cert_login: cert_login(file)?,
         })),
         _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and its key (--tls-key)"),
     }

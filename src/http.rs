@@ -37,25 +37,25 @@ struct AppState {
 }
 
 /// How a client reached the HTTP listener: over WebSocket, a connection's link.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Peer(pub Link);
 
 impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
-        Peer(Link { peer: *stream.remote_addr(), tls: false, websocket: true })
+        Peer(Link { websocket: true, ..Link::tcp(*stream.remote_addr()) })
     }
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
-        Peer(Link { peer: *stream.remote_addr(), tls: true, websocket: true })
+        Peer(Link { websocket: true, ..stream.remote_addr().clone() })
     }
 }
 
 /// HTTPS: TLS handshakes run in their own tasks (`tls_listener::serve`), so a slow client
 /// delays nobody; finished ones queue up here for axum.
 pub struct TlsListener {
-    established: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    established: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, Link)>,
     local: SocketAddr,
 }
 
@@ -63,10 +63,10 @@ impl TlsListener {
     pub fn new(listener: TcpListener, tls: Arc<Reloadable>, shutdown: watch::Receiver<bool>) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, established) = mpsc::channel(64);
-        let hand_over = move |stream, peer| {
+        let hand_over = move |stream, link| {
             let tx = tx.clone();
             async move {
-                let _ = tx.send((stream, peer)).await;
+                let _ = tx.send((stream, link)).await;
             }
         };
         tokio::spawn(crate::tls_listener::serve(listener, tls, shutdown, hand_over));
@@ -74,9 +74,11 @@ impl TlsListener {
     }
 }
 
+/// Its address type is a whole `Link` so that a WebSocket connection learns the user its TLS
+/// certificate names (certificate login); `local_addr` gives the listener's own address.
 impl Listener for TlsListener {
     type Io = TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = Link;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.established.recv().await {
@@ -86,8 +88,8 @@ impl Listener for TlsListener {
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    fn local_addr(&self) -> std::io::Result<Link> {
+        Ok(Link { tls: true, ..Link::tcp(self.local) })
     }
 }
 
@@ -98,7 +100,8 @@ pub async fn serve<L>(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
-    L: Listener<Addr = SocketAddr>,
+    L: Listener,
+    L::Addr: std::fmt::Debug,
     Peer: for<'a> Connected<IncomingStream<'a, L>>,
 {
     let state = AppState { adapters, shutdown: shutdown.clone() };

@@ -12,7 +12,6 @@ mod tls_listener;
 
 use clap::Parser;
 use config::{Cli, Command, Settings};
-use junction_core::registry::Link;
 use junction_core::resources::Limits;
 use junction_core::{Broker, BrokerConfig};
 use std::sync::Arc;
@@ -113,19 +112,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         if let Some(addr) = settings.amqps {
             let listener = bind(&mut bound, "amqps", addr).await?;
             let (broker, config, shutdown) = (broker.clone(), Arc::new(settings.amqp_options.clone()), shutdown_rx.clone());
-            let serve = move |s, peer| junction_amqp::serve_stream(s, Link { peer, tls: true, websocket: false }, broker.clone(), config.clone(), shutdown.clone());
+            let serve = move |s, link| junction_amqp::serve_stream(s, link, broker.clone(), config.clone(), shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
         if let Some(addr) = settings.mqtts {
             let listener = bind(&mut bound, "mqtts", addr).await?;
             let (mqtt, shutdown) = (mqtt.clone(), shutdown_rx.clone());
-            let serve = move |s, peer| mqtt.clone().serve_stream(s, Link { peer, tls: true, websocket: false }, shutdown.clone());
+            let serve = move |s, link| mqtt.clone().serve_stream(s, link, shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
         if let Some(addr) = settings.stomps {
             let listener = bind(&mut bound, "stomps", addr).await?;
             let (stomp, shutdown) = (stomp.clone(), shutdown_rx.clone());
-            let serve = move |s, peer| stomp.clone().serve_stream(s, Link { peer, tls: true, websocket: false }, shutdown.clone());
+            let serve = move |s, link| stomp.clone().serve_stream(s, link, shutdown.clone());
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
     }

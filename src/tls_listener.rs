@@ -1,9 +1,9 @@
 //! TLS listeners (amqps, mqtts, stomps): accept TCP, complete the TLS handshake within a
 //! timeout, then hand the encrypted stream to the protocol adapter like a plain one.
 
+use junction_core::registry::Link;
 use junction_tls::{Reloadable, TlsStream};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -12,10 +12,11 @@ use tokio::sync::watch;
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts until `shutdown`; `serve` runs each established TLS connection.
+/// Accepts until `shutdown`; `serve` runs each established TLS connection, told who the peer
+/// is (and, with certificate login on, which user its certificate names).
 pub async fn serve<F, Fut>(listener: TcpListener, tls: Arc<Reloadable>, mut shutdown: watch::Receiver<bool>, serve: F)
 where
-    F: Fn(TlsStream<TcpStream>, SocketAddr) -> Fut + Clone + Send + 'static,
+    F: Fn(TlsStream<TcpStream>, Link) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
@@ -26,7 +27,10 @@ where
                     let (tls, serve) = (tls.clone(), serve.clone());
                     tokio::spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                            Ok(Ok(stream)) => serve(stream, peer).await,
+                            Ok(Ok(stream)) => {
+                                let cert_user = tls.certificate_user(&stream);
+                                serve(stream, Link { peer, tls: true, websocket: false, cert_user }).await
+                            }
                             Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
                         }

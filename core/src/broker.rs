@@ -333,13 +333,15 @@ impl Broker {
             .collect()
     }
 
-    /// Logs in as `name` without a password (the MQTT anonymous user), subject to the same
-    /// loopback rule as a password login.
+    /// Logs in as `name` without a password: the MQTT anonymous user, the STOMP default user, or
+    /// the user a verified client certificate names. The user must exist, and the same loopback
+    /// rule as for a password login applies.
     pub fn authenticate_trusted(&self, name: &str, peer: IpAddr) -> CoreResult<User> {
         let record = self.users.read().get(name).cloned();
         match record {
             Some(r) if auth::peer_allowed(name, peer, &self.config.loopback_users) => Ok(User::from(&r)),
-            _ => Err(CoreError::refused(format!("anonymous login as '{name}' refused"))),
+            Some(_) => Err(CoreError::refused(format!("user '{name}' can only connect via localhost"))),
+            None => Err(CoreError::refused(format!("login without a password as '{name}' refused: no such user"))),
         }
     }
 

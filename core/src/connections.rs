@@ -120,7 +120,7 @@ mod tests {
                 user: user.into(),
                 vhost: "/".into(),
                 client_id: String::new(),
-                link,
+                link: link.clone(),
             };
             c.admit(user, || registry.register(1, info, Arc::default()))
         };

@@ -35,17 +35,19 @@ impl Protocol {
 }
 
 /// How a client reached the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub peer: SocketAddr,
     pub tls: bool,
     /// Over WebSocket (MQTT at `/mqtt`, STOMP at `/ws`).
     pub websocket: bool,
+    /// With certificate login on: the user the client's verified TLS certificate names.
+    pub cert_user: Option<Arc<str>>,
 }
 
 impl Link {
     pub fn tcp(peer: SocketAddr) -> Link {
-        Link { peer, tls: false, websocket: false }
+        Link { peer, tls: false, websocket: false, cert_user: None }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Connection negotiation: protocol header, start / start-ok (SASL PLAIN and AMQPLAIN), tune /
-//! tune-ok, open / open-ok.
+//! Connection negotiation: protocol header, start / start-ok (SASL PLAIN, AMQPLAIN and, for a
+//! client with a certificate naming a user, EXTERNAL), tune / tune-ok, open / open-ok.
 
 use crate::codec::{Frame, FrameCodec, FrameWriter, PROTOCOL_HEADER};
 use crate::convert::short;
@@ -11,8 +11,8 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
 use futures::StreamExt;
 use junction_core::auth::User;
-use junction_core::{Broker, VHost};
-use junction_core::registry::{ConnectionInfo, Protocol, Transport};
+use junction_core::{Broker, CoreError, VHost};
+use junction_core::registry::{ConnectionInfo, Link, Protocol, Transport};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
@@ -120,27 +120,17 @@ where
         version_major: 0,
         version_minor: 9,
         server_properties: server_properties(),
-        mechanisms: LongString::from("PLAIN AMQPLAIN".as_bytes().to_vec()),
+        mechanisms: LongString::from(mechanisms(transport).as_bytes().to_vec()),
         locales: LongString::from("en_US".as_bytes().to_vec()),
     };
     send(wr, connection::AMQPMethod::Start(start)).await?;
     let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = next_method(rd).await? else {
         return Err(unexpected("connection.start-ok"));
     };
-    let peer = transport.link.peer;
     let capabilities = client_capabilities(&start_ok.client_properties);
     let client_id = connection_name(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_str().to_string();
-    let (username, password) = parse_credentials(&mechanism, start_ok.response.as_bytes()).ok_or_else(|| {
-        Refusal::Close(AmqpError::connection(SYNTAX_ERROR, format!("malformed {mechanism} response")))
-    })?;
-    let user = broker.authenticate(&username, &password, peer.ip()).await.map_err(|e| {
-        tracing::warn!(user = %username, peer = %peer, reason = %e.message, "AMQP login refused");
-        Refusal::Close(AmqpError::connection(
-            ACCESS_REFUSED,
-            format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
-        ))
-    })?;
+    let user = login(broker, &mechanism, start_ok.response.as_bytes(), &transport.link).await?;
     let tune = connection::Tune {
         channel_max: config.channel_max,
         frame_max: config.frame_max,
@@ -171,7 +161,7 @@ where
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id,
-        link: transport.link,
+        link: transport.link.clone(),
     };
     let permit = broker.admit_connection(&user, info, transport).map_err(|e| {
         tracing::warn!(user = %user.name, reason = %e.message, "AMQP connection refused");
@@ -203,6 +193,39 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
 }
 
 /// SASL PLAIN (`\0user\0password`) or AMQPLAIN (a field table without its length prefix).
+/// SASL mechanisms offered: EXTERNAL only to a client whose certificate names a user.
+fn mechanisms(transport: &Transport) -> &'static str {
+    if transport.link.cert_user.is_some() {
+        "PLAIN AMQPLAIN EXTERNAL"
+    } else {
+        "PLAIN AMQPLAIN"
+    }
+}
+
+/// Checks the client's credentials: a password (PLAIN, AMQPLAIN) or, with EXTERNAL, the user its
+/// verified TLS certificate names (the response is ignored, as RabbitMQ does).
+async fn login(broker: &Broker, mechanism: &str, response: &[u8], link: &Link) -> Result<User, Refusal> {
+    let peer = link.peer;
+    let (username, result) = match (mechanism, &link.cert_user) {
+        ("EXTERNAL", Some(name)) => (name.to_string(), broker.authenticate_trusted(name, peer.ip())),
+        ("EXTERNAL", None) => ("".to_string(), Err(CoreError::refused("no verified client certificate names a user"))),
+        _ => {
+            let (username, password) = parse_credentials(mechanism, response).ok_or_else(|| {
+                Refusal::Close(AmqpError::connection(SYNTAX_ERROR, format!("malformed {mechanism} response")))
+            })?;
+            let result = broker.authenticate(&username, &password, peer.ip()).await;
+            (username, result)
+        }
+    };
+    result.map_err(|e| {
+        tracing::warn!(user = %username, peer = %peer, reason = %e.message, "AMQP login refused");
+        Refusal::Close(AmqpError::connection(
+            ACCESS_REFUSED,
+            format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+        ))
+    })
+}
+
 pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
     match mechanism {
         "PLAIN" => {

@@ -5,10 +5,9 @@ use crate::frame::{Frame, Version};
 use crate::Stomp;
 use junction_core::auth::User;
 use junction_core::permissions::Access;
-use junction_core::registry::{ConnectionInfo, Protocol, Transport};
+use junction_core::registry::{ConnectionInfo, Link, Protocol, Transport};
 use junction_core::VHost;
 use rand::distr::{Alphanumeric, SampleString};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
     }
     let version = Version::negotiate(frame.header("accept-version"))
         .ok_or_else(|| StompError::new("Version mismatch", "Supported protocol versions are 1.0,1.1,1.2").with_header("version", "1.0,1.1,1.2"))?;
-    let user = login(stomp, frame, peer).await?;
+    let user = login(stomp, frame, &transport.link).await?;
     // Browsers and stomp.py put the server's host name here: it selects a vhost only by name.
     let vhost = frame
         .header("host")
@@ -48,7 +47,7 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id: frame.header("client-id").unwrap_or_default().to_string(),
-        link: transport.link,
+        link: transport.link.clone(),
     };
     let permit = stomp.broker.admit_connection(&user, info, transport).map_err(|e| {
         tracing::warn!(%peer, reason = %e.message, "STOMP connection refused");
@@ -69,15 +68,21 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
     Ok(Opened { version, user, vhost, access, permit, send_every, expect_every, connected })
 }
 
-async fn login(stomp: &Stomp, frame: &Frame, peer: SocketAddr) -> Result<User, StompError> {
-    let result = match (frame.header("login"), &stomp.config.default_user) {
-        (Some(login), _) => stomp.broker.authenticate(login, frame.header("passcode").unwrap_or(""), peer.ip()).await,
-        (None, Some(default)) => stomp.broker.authenticate_trusted(default, peer.ip()),
-        (None, None) => return Err(StompError::new("Bad CONNECT", "login required")),
+/// A `login` header logs in with its passcode; without one, a certificate naming a user (with
+/// certificate login on) logs in as that user, else the default user if there is one.
+async fn login(stomp: &Stomp, frame: &Frame, link: &Link) -> Result<User, StompError> {
+    let peer = link.peer;
+    let (name, result) = match (frame.header("login"), &link.cert_user, &stomp.config.default_user) {
+        (Some(login), _, _) => {
+            (login, stomp.broker.authenticate(login, frame.header("passcode").unwrap_or(""), peer.ip()).await)
+        }
+        (None, Some(cert_user), _) => (&**cert_user, stomp.broker.authenticate_trusted(cert_user, peer.ip())),
+        (None, None, Some(default)) => (default.as_str(), stomp.broker.authenticate_trusted(default, peer.ip())),
+        (None, None, None) => return Err(StompError::new("Bad CONNECT", "login required")),
     };
     result.map_err(|e| {
         tracing::warn!(%peer, reason = %e.message, "STOMP login refused");
-        StompError::new("Bad CONNECT", &format!("Access refused for user '{}'", frame.header("login").unwrap_or("")))
+        StompError::new("Bad CONNECT", &format!("Access refused for user '{name}'"))
     })
 }
 
