@@ -9,6 +9,11 @@ use tokio::time::Instant;
 /// connection slot) for ever, since the connection's loop waits in the write.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection loop that batches waiting deliveries into one write stops adding to its output
+/// buffer at this size and writes: what it holds for a slow reader stays bounded (a delivery
+/// only leaves a queue's send window once it is in that buffer; see `ChannelCredit`).
+pub const WRITE_BATCH_BYTES: usize = 128 * 1024;
+
 /// `write_all`, failing with `TimedOut` when the peer stalls for `WRITE_STALL_TIMEOUT`.
 pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
     match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(buf)).await {
@@ -21,7 +26,8 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io:
 /// dropped: closing a socket with unread input makes the kernel send a reset, which can destroy
 /// the last frame written (an MQTT DISCONNECT reason code, a STOMP ERROR) while still in flight.
 pub async fn drain_until_closed<R: AsyncRead + Unpin>(mut rd: R) {
-    let mut sink = [0u8; 4096];
+    // On the heap: an array here would make every connection's future 4 KiB larger.
+    let mut sink = vec![0u8; 4096];
     let drain = async { while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }

@@ -17,8 +17,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-/// Flush the output buffer once it holds this much, even if more work is queued.
-const FLUSH_AT: usize = 128 * 1024;
 /// How long to wait for close-ok after sending connection.close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -129,7 +127,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 Some(event) = self.events.recv() => {
                     self.on_event(event);
                     // Batch whatever else is already waiting into the same write.
-                    while self.session.out.len() < FLUSH_AT {
+                    while self.session.out.len() < junction_core::net::WRITE_BATCH_BYTES {
                         match self.events.try_recv() {
                             Ok(event) => self.on_event(event),
                             Err(_) => break,

@@ -231,7 +231,8 @@ impl Conn {
                 }
                 Some(event) = events.recv() => {
                     self.on_event(event);
-                    while let Ok(event) = events.try_recv() {
+                    while self.out.len() < junction_core::net::WRITE_BATCH_BYTES {
+                        let Ok(event) = events.try_recv() else { break };
                         self.on_event(event);
                     }
                 }

@@ -167,7 +167,7 @@ impl Conn {
     pub fn on_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(d) => {
-                if self.credit.written() {
+                if self.credit.written(d.message.body.len()) {
                     for sub in self.subscriptions.values() {
                         sub.queue.kick();
                     }

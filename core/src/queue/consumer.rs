@@ -1,7 +1,7 @@
 //! Consumers as a queue sees them: where to send deliveries and how much credit they have.
 
 use super::Delivery;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -16,16 +16,22 @@ pub enum ConsumerEvent {
 /// Deliveries a channel may have queued towards its connection but not yet written out. Bounds
 /// the adapter's delivery buffer even for no-ack and unlimited-prefetch consumers.
 pub const SEND_WINDOW: u32 = 1024;
+/// The same bound in body bytes: with large messages the broker keeps at most this much (plus
+/// one message) waiting for a connection that reads slowly, before its queues stop dispatching
+/// to it. (A connection that reads nothing at all is dropped after `net::WRITE_STALL_TIMEOUT`.)
+pub const SEND_WINDOW_BYTES: u64 = 4 << 20;
 
-/// Credit shared by every consumer of one channel: the prefetch window (AMQP `basic.qos` with
-/// `global=true`; a limit of 0 means no limit) and the send window.
+/// Credit shared by every consumer of one channel (of one connection for MQTT and STOMP): the
+/// prefetch window (AMQP `basic.qos` with `global=true`; a limit of 0 means no limit) and the
+/// send window.
 #[derive(Debug, Default)]
 pub struct ChannelCredit {
     pub limit: AtomicU32,
     /// Delivered and not yet acknowledged.
     pub in_flight: AtomicU32,
-    /// Handed to the adapter and not yet written to the network.
-    pub queued: AtomicU32,
+    /// Handed to the adapter and not yet written to the network: deliveries and body bytes.
+    queued: AtomicU32,
+    queued_bytes: AtomicU64,
 }
 
 impl ChannelCredit {
@@ -35,13 +41,27 @@ impl ChannelCredit {
     }
 
     fn send_window_open(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < SEND_WINDOW
+        Self::window_open(self.queued.load(Ordering::Acquire), self.queued_bytes.load(Ordering::Acquire))
     }
 
-    /// The adapter wrote one delivery out. True when that reopened a full send window: the
-    /// adapter should then offer its queues the chance to deliver again (`Queue::kick`).
-    pub fn written(&self) -> bool {
-        self.queued.fetch_sub(1, Ordering::AcqRel) == SEND_WINDOW
+    fn window_open(queued: u32, bytes: u64) -> bool {
+        queued < SEND_WINDOW && bytes < SEND_WINDOW_BYTES
+    }
+
+    /// A queue handed the adapter a delivery with a body of `bytes`.
+    pub fn queued(&self, bytes: usize) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_add(bytes as u64, Ordering::AcqRel);
+    }
+
+    /// The adapter wrote out a delivery with a body of `bytes`. True when that reopened a full
+    /// send window: the adapter should then offer its queues the chance to deliver again
+    /// (`Queue::kick`). A queue only stops dispatching after seeing the window full, and the
+    /// write that takes it below its bounds sees it full just before, so no reopening is missed.
+    pub fn written(&self, bytes: usize) -> bool {
+        let count = self.queued.fetch_sub(1, Ordering::AcqRel);
+        let size = self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
+        !Self::window_open(count, size) && Self::window_open(count - 1, size - bytes as u64)
     }
 }
 

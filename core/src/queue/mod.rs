@@ -307,6 +307,7 @@ impl Queue {
             let Some(index) = st.pick_consumer(&self.args) else { break };
             let Some(entry) = st.pop_ready(now, fx) else { break };
             let consumer = &mut st.consumers[index];
+            let delivery_size = entry.msg.body.len();
             let delivery = Delivery {
                 queue: self.clone(),
                 seq: entry.seq,
@@ -324,7 +325,7 @@ impl Queue {
                 st.push_ready(entry);
                 continue;
             }
-            consumer.spec.channel_credit.queued.fetch_add(1, Ordering::AcqRel);
+            consumer.spec.channel_credit.queued(delivery_size);
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
             if consumer.spec.no_ack {
                 fx.released.push(entry);

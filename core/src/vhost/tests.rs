@@ -146,9 +146,37 @@ async fn send_window_bounds_deliveries_not_yet_written() {
     }
     assert_eq!(got, SEND_WINDOW, "a full window stops dispatch");
     assert_eq!(q.counts().ready, 10);
-    assert!(credit.written(), "writing one out reopens the window");
+    assert!(credit.written(1), "writing one out reopens the window");
     q.kick();
     assert!(next(&mut rx).is_some());
+}
+
+#[tokio::test]
+async fn send_window_bounds_the_bytes_not_yet_written() {
+    use crate::queue::consumer::SEND_WINDOW_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("big", false, Table::default())).unwrap();
+    let q = v.queue("big").unwrap();
+    let (spec, mut rx) = consumer(0);
+    let credit = spec.channel_credit.clone();
+    q.consume(spec).unwrap();
+    let size = 1 << 20;
+    let body = "x".repeat(size);
+    for _ in 0..10 {
+        v.publish("", Message { routing_key: "big".into(), ..msg(&body, false) }, false).unwrap();
+    }
+    let mut got = 0;
+    while next(&mut rx).is_some() {
+        got += 1;
+    }
+    assert_eq!(got as u64, SEND_WINDOW_BYTES / size as u64, "4 MiB of 1 MiB bodies fill the window");
+    assert_eq!(q.counts().ready, 10 - got);
+    assert!(credit.written(size), "writing one out reopens the window");
+    q.kick();
+    assert!(next(&mut rx).is_some());
+    assert!(next(&mut rx).is_none(), "and lets exactly one more through");
 }
 
 fn delayed(queue: &str, body: &str, delay: Value, persistent: bool) -> Message {

@@ -143,7 +143,7 @@ impl Channel {
 
     /// Writes a queue's delivery as basic.deliver, or hands it back if this channel is closing.
     pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
-        if self.credit.written() {
+        if self.credit.written(d.message.body.len()) {
             self.kick_queues();
         }
         if self.closing {

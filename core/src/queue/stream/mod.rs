@@ -252,7 +252,7 @@ impl StreamState {
         let id = self.next_delivery;
         self.next_delivery += 1;
         let credit = reader.consumer.spec.channel_credit.clone();
-        credit.queued.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        credit.queued(entry.msg.body.len());
         if !reader.consumer.spec.no_ack {
             reader.consumer.unacked += 1;
             reader.outstanding.insert(offset);
