@@ -154,7 +154,7 @@ impl Client {
             prefetch: 64,
             credit: Arc::new(ChannelCredit::default()),
             events_tx,
-            out: BytesMut::with_capacity(8 * 1024),
+            out: BytesMut::new(),
         }
     }
 

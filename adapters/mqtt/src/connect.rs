@@ -2,7 +2,7 @@
 
 use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
 use crate::codec::Framing;
-use crate::packet::{reason, ConnAck, Connect, Inbound, Level, Outbound};
+use crate::packet::{reason, ConnAck, Connect, Inbound, Level, Outbound, Will};
 use crate::session::{self, SessionState};
 use crate::Mqtt;
 use futures::StreamExt;
@@ -35,7 +35,7 @@ where
     let (rd, mut wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, Framing::new(mqtt.config.max_packet_size));
     let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
-    let connect = match first {
+    let mut connect = match first {
         Ok(Some(Ok(Inbound::Connect(c)))) => c,
         Ok(Some(Err(e))) => {
             tracing::debug!(%peer, error = %e, "MQTT connection refused before CONNECT");
@@ -47,7 +47,9 @@ where
         }
         _ => return,
     };
-    let Some(accepted) = accept(&mqtt, &connect, &transport, &mut reader, &mut wr).await else { return };
+    // Boxed, here and for teardown: a future is as large as its largest await point, and this
+    // one lives as long as the connection.
+    let Some(accepted) = Box::pin(accept(&mqtt, &connect, &transport, &mut reader, &mut wr)).await else { return };
     let (mut client, ownership, events, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
@@ -63,14 +65,18 @@ where
     };
     tracing::debug!(%peer, client = %client.id, user = %client.user.name, session_present, "MQTT connection open");
     client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
-    client.will = connect.will.clone();
+    // The will is kept for the whole connection: copy its payload out of the read buffer it
+    // points into, so that it does not keep that buffer alive; the CONNECT itself goes.
+    client.will = connect.will.take().map(|w| Will { payload: bytes::Bytes::copy_from_slice(&w.payload), ..w });
+    drop(connect);
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
-    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: Instant::now() };
+    let now = Instant::now();
+    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now };
     let end = conn.run(ownership.kicked, shutdown).await;
     let _ = conn.writer.flush().await;
     let _ = conn.writer.shutdown().await;
-    teardown(conn.client, conn.events, end, ownership.generation).await;
+    Box::pin(teardown(conn.client, conn.events, end, ownership.generation)).await;
     drop(ownership.released);
     junction_core::net::drain_until_closed(conn.reader.into_inner()).await;
 }
@@ -117,13 +123,16 @@ where
     if c.client_id.is_empty() && id_required {
         return refuse(reason::CLIENT_ID_NOT_VALID).await;
     }
-    let user = match (&c.username, &mqtt.config.anonymous_user) {
-        (Some(name), _) => {
+    // A user name logs in with its password; without one, a certificate naming a user (with
+    // certificate login on) logs in as that user, else the anonymous user if there is one.
+    let user = match (&c.username, &transport.link.cert_user, &mqtt.config.anonymous_user) {
+        (Some(name), _, _) => {
             let password = c.password.as_ref().map(|p| String::from_utf8_lossy(p).to_string()).unwrap_or_default();
             mqtt.broker.authenticate(name, &password, peer.ip()).await
         }
-        (None, Some(anonymous)) => mqtt.broker.authenticate_trusted(anonymous, peer.ip()),
-        (None, None) => return refuse(reason::NOT_AUTHORIZED).await,
+        (None, Some(cert_user), _) => mqtt.broker.authenticate_trusted(cert_user, peer.ip()),
+        (None, None, Some(anonymous)) => mqtt.broker.authenticate_trusted(anonymous, peer.ip()),
+        (None, None, None) => return refuse(reason::NOT_AUTHORIZED).await,
     };
     let user = match user {
         Ok(user) => user,
@@ -159,7 +168,7 @@ where
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id: id.clone(),
-        link: transport.link,
+        link: transport.link.clone(),
     };
     let permit = match mqtt.broker.admit_connection(&user, info, transport) {
         Ok(permit) => permit,

@@ -29,7 +29,16 @@ pub struct Conn<S> {
     /// 1.5 x the client's keep-alive; None when it asked for none.
     pub keep_alive: Option<Duration>,
     pub last_read: Instant,
+    /// When the connection last read, delivered or wrote anything (see `IDLE_AFTER`).
+    pub last_active: Instant,
 }
+
+/// A connection with no traffic for this long gives its read and write buffers back (an idle
+/// connection then holds no buffer at all: 100,000 idle MQTT clients must cost little memory).
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+/// A connection that starts reading again after being idle gets a buffer this large at once
+/// (tokio-util's own starting size), not one that grows from a few bytes read by read.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Why handling a packet ended the connection.
 struct Close {
@@ -55,16 +64,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 self.client.out.clear();
             }
-            let deadline = self.keep_alive.map(|k| self.last_read + k);
+            let keep_alive_deadline = self.keep_alive.map(|k| self.last_read + k);
+            let release_at = self.holds_buffers().then(|| self.last_active + IDLE_AFTER);
+            let deadline = keep_alive_deadline.into_iter().chain(release_at).min();
             let blocked = *alarm.borrow();
             let close = tokio::select! {
                 packet = self.reader.next(), if !blocked => {
                     self.last_read = Instant::now();
+                    self.last_active = self.last_read;
+                    self.reserve_read_buffer();
                     self.on_read_batch(packet).await
                 }
                 Some(event) = self.events.recv() => {
+                    self.last_active = Instant::now();
                     self.on_event(event);
-                    while let Ok(event) = self.events.try_recv() {
+                    while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
+                        let Ok(event) = self.events.try_recv() else { break };
                         self.on_event(event);
                     }
                     None
@@ -75,8 +90,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     None
                 }
                 _ = junction_core::net::sleep_until(deadline) => {
-                    tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
-                    Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
+                    if keep_alive_deadline.is_some_and(|d| d <= Instant::now()) {
+                        tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
+                        Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
+                    } else {
+                        self.release_buffers();
+                        None
+                    }
                 }
                 _ = &mut kicked => Some(protocol_error(reason::SESSION_TAKEN_OVER)),
                 _ = shutdown.changed() => Some(protocol_error(reason::SERVER_SHUTTING_DOWN)),
@@ -92,6 +112,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.client.out.clear();
                 return close.end;
             }
+        }
+    }
+
+    fn holds_buffers(&self) -> bool {
+        self.client.out.capacity() > 0 || self.reader.read_buffer().capacity() > 0
+    }
+
+    /// Idle: frees the write buffer (empty here) and the read buffer unless it holds the start
+    /// of a packet.
+    fn release_buffers(&mut self) {
+        self.client.out = bytes::BytesMut::new();
+        if self.reader.read_buffer().is_empty() {
+            *self.reader.read_buffer_mut() = bytes::BytesMut::new();
+        }
+    }
+
+    /// After a first read into a released (tiny) buffer, makes room for full-size reads again.
+    fn reserve_read_buffer(&mut self) {
+        let buffer = self.reader.read_buffer_mut();
+        if buffer.capacity() < READ_BUFFER {
+            buffer.reserve(READ_BUFFER - buffer.len());
         }
     }
 
@@ -377,7 +418,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn on_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(d) => {
-                if self.client.credit.written() {
+                if self.client.credit.written(d.message.body.len()) {
                     for (queue, _, _) in self.client.consumers.values() {
                         queue.kick();
                     }
