@@ -21,9 +21,8 @@ use lapin::{Channel, Connection};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-type Handle = JoinHandle<anyhow::Result<Histogram<u64>>>;
+use crate::bench::ReceiverHandle as Handle;
 
 struct Consumer {
     connection: Connection,

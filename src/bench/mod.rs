@@ -192,11 +192,14 @@ fn copies_per_message(args: &AmqpArgs, queues: usize) -> u64 {
     }
 }
 
+/// A consumer's or subscriber's task; it ends with its latency histogram.
+pub(crate) type ReceiverHandle = JoinHandle<anyhow::Result<hdrhistogram::Histogram<u64>>>;
+
 /// The clients of a run, all connected: publishers and receivers, each group with its stop signal.
 struct Clients {
     publishers: Vec<JoinHandle<anyhow::Result<()>>>,
     stop_publishers: watch::Sender<bool>,
-    receivers: Vec<JoinHandle<anyhow::Result<hdrhistogram::Histogram<u64>>>>,
+    receivers: Vec<ReceiverHandle>,
     stop_receivers: watch::Sender<bool>,
 }
 

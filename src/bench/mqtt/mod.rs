@@ -5,12 +5,18 @@
 //! reaches every subscriber: M = 1 with many publishers is a fan-in, one publisher with many
 //! subscribers a fan-out. The summary's "consumed" counts deliveries at the subscribers,
 //! "confirmed" the PUBACKs (QoS 1) or PUBCOMPs (QoS 2) the publishers got back.
+//!
+//! With --amqp-consumers, messages also cross protocols: AMQP consumers (the `bench amqp`
+//! consumers) compete on one queue bound to `amq.topic` with the topic as routing key, as
+//! RabbitMQ's MQTT plugin and Junction both route MQTT publishes; each message is consumed once
+//! there.
 
 mod publisher;
 mod subscriber;
 
 use super::stats::Stats;
-use super::{first_error, measure, Clients, LoadArgs, RunEnd};
+use super::topology::Topology;
+use super::{consumer, first_error, measure, AmqpArgs, Clients, LoadArgs, RunEnd};
 use clap::Args;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use serde::Serialize;
@@ -57,6 +63,13 @@ pub struct MqttArgs {
     /// Unacknowledged QoS 1/2 publishes each publisher may have outstanding.
     #[arg(long, default_value_t = 64)]
     pub inflight: u16,
+    /// AMQP consumers sharing one queue bound to `amq.topic` with the topic as routing key
+    /// (`/` -> `.`): MQTT in, AMQP out.
+    #[arg(long, default_value_t = 0)]
+    pub amqp_consumers: usize,
+    /// The broker's AMQP URL, for --amqp-consumers.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -98,6 +111,7 @@ struct MqttSettings {
     qos: u8,
     inflight: u16,
     rate: u64,
+    amqp_consumers: usize,
 }
 
 impl MqttSettings {
@@ -110,14 +124,15 @@ impl MqttSettings {
             qos: args.qos,
             inflight: args.inflight,
             rate: args.load.rate,
+            amqp_consumers: args.amqp_consumers,
         }
     }
 }
 
 fn validate(args: &MqttArgs) -> anyhow::Result<()> {
     args.load.check()?;
-    if args.publishers == 0 && args.subscribers == 0 {
-        anyhow::bail!("nothing to do: --publishers 0 and --subscribers 0");
+    if args.publishers == 0 && args.subscribers == 0 && args.amqp_consumers == 0 {
+        anyhow::bail!("nothing to do: no publishers, subscribers or AMQP consumers");
     }
     if args.inflight == 0 {
         anyhow::bail!("--inflight must be at least 1");
@@ -143,17 +158,56 @@ pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
     let (id, qos, epoch) = (rand::random(), qos_of(args.qos), Instant::now());
     let run = Arc::new(Run { args, topic, id, qos, epoch, stats: stats.clone() });
     let (stop_subscribers, subscribers_rx) = watch::channel(false);
-    let subscribers = subscriber::start_all(&run, subscribers_rx).await?;
+    let (amqp_topology, amqp_consumers) = start_amqp_side(&run, subscribers_rx.clone()).await?;
+    let mut receivers = subscriber::start_all(&run, subscribers_rx).await?;
     let (stop_publishers, publishers_rx) = watch::channel(false);
     let publishers = publisher::start_all(&run, publishers_rx).await?;
 
     let args = &run.args;
-    let clients = Clients { publishers, stop_publishers, receivers: subscribers, stop_receivers: stop_subscribers };
+    let copies = args.subscribers as u64 + u64::from(amqp_topology.is_some());
+    receivers.extend(amqp_consumers);
+    let clients = Clients { publishers, stop_publishers, receivers, stop_receivers: stop_subscribers };
     let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
-    // Every subscriber gets every message.
-    let measured = measure(&stats, end, clients, args.subscribers as u64, "subscriber").await;
+    // Every subscriber gets every message, and the AMQP consumers one copy between them.
+    let mut measured = measure(&stats, end, clients, copies, "subscriber").await;
+    if let Some(topology) = amqp_topology {
+        if let Err(e) = topology.clean_up().await {
+            measured.errors.push(e.context("cleaning up the AMQP queue"));
+        }
+    }
     measured.summary(MqttSettings::of(args)).print(args.load.json)?;
     first_error(measured.errors)
+}
+
+/// The AMQP end of an MQTT -> AMQP run (none without --amqp-consumers): its queue, bound to
+/// `amq.topic`, and its consumers, all consuming when this returns.
+async fn start_amqp_side(
+    run: &Arc<Run>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Option<Topology>, Vec<super::ReceiverHandle>)> {
+    let args = &run.args;
+    if args.amqp_consumers == 0 {
+        return Ok((None, Vec::new()));
+    }
+    let amqp = Arc::new(AmqpArgs {
+        url: args.amqp_url.clone(),
+        publishers: 0,
+        consumers: args.amqp_consumers,
+        size: args.size,
+        persistent: false,
+        confirm: false,
+        inflight: 1,
+        exchange: "amq.topic".into(),
+        routing_key: Some(run.topic.replace('/', ".")),
+        queue: None,
+        fanout: false,
+        prefetch: 200,
+        multi_ack: 1,
+        load: args.load.clone(),
+    });
+    let topology = Topology::declare(&amqp).await?;
+    let consumers = consumer::start_all(&amqp, &topology, &run.stats, run.epoch, stop).await?;
+    Ok((Some(topology), consumers))
 }
 
 /// Connects a client and waits for its CONNACK.

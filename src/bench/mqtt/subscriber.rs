@@ -10,9 +10,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, SubscribeReasonCo
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-type Handle = JoinHandle<anyhow::Result<Histogram<u64>>>;
+use crate::bench::ReceiverHandle as Handle;
 
 /// A subscriber only ever requests SUBSCRIBE and DISCONNECT.
 const REQUESTS: usize = 4;

@@ -11,9 +11,8 @@ use hdrhistogram::Histogram;
 use junction_stomp::frame::Frame;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-type Handle = JoinHandle<anyhow::Result<Histogram<u64>>>;
+use crate::bench::ReceiverHandle as Handle;
 
 /// Connections being set up at the same time.
 const CONNECTS_AT_ONCE: usize = 32;
