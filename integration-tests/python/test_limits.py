@@ -135,7 +135,7 @@ def test_a_slow_reader_holds_a_bounded_number_of_bytes_in_the_broker(broker):
     time.sleep(2)
     left = ch.queue_declare("slow-reader", passive=True).method.message_count
     # Kernel socket buffers take a few MiB more; without the byte bound all 40 would leave.
-    assert left >= 25, "only %d of 40 messages still queued: the slow reader took them all" % left
+    assert left >= 20, "only %d of 40 messages still queued: the slow reader took them all" % left
     received = b""
     deadline = time.monotonic() + WAIT
     while received.count(b"MESSAGE\n") < 40 and time.monotonic() < deadline:

@@ -12,7 +12,7 @@ use std::sync::Arc;
 fn queue_json(api: &Api, vhost: &str, q: &Queue) -> Json {
     let c = q.counts();
     let spec = q.spec();
-    let [publish, deliver, ack] = api.rates.queue(vhost, q.name());
+    let [publish, deliver, ack] = api.rates.queue(spec.id);
     let stat = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     json!({
         "name": spec.name,

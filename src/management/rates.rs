@@ -19,8 +19,9 @@ type QueueCounters = [u64; 3];
 struct Sample {
     at: Option<Instant>,
     protocols: HashMap<Protocol, TrafficSnapshot>,
-    /// (vhost, queue) -> counters.
-    queues: HashMap<(String, String), QueueCounters>,
+    /// Queue id -> counters, only for queues with a non-zero counter: with many MQTT clients
+    /// there is a queue per client, mostly idle, and a missing entry reads as zeros.
+    queues: HashMap<u64, QueueCounters>,
     /// Connection id -> (received bytes, sent bytes).
     connections: HashMap<u64, (u64, u64)>,
 }
@@ -49,7 +50,9 @@ impl Rates {
             for q in vhost.queues() {
                 let counters = [&q.stats.published, &q.stats.delivered, &q.stats.acked]
                     .map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
-                s.queues.insert((vhost.name().to_string(), q.name().to_string()), counters);
+                if counters != [0; 3] {
+                    s.queues.insert(q.spec().id, counters);
+                }
             }
         }
         for e in registry.list() {
@@ -81,10 +84,9 @@ impl Rates {
         (self.rate(sum(|t| t.messages_in)), self.rate(sum(|t| t.messages_out)))
     }
 
-    /// (published, delivered, acked) per second for one queue.
-    pub fn queue(&self, vhost: &str, queue: &str) -> [f64; 3] {
-        let key = (vhost.to_string(), queue.to_string());
-        [0, 1, 2].map(|i| self.rate(|s| s.queues.get(&key).map(|c| c[i])))
+    /// (published, delivered, acked) per second for the queue with this id.
+    pub fn queue(&self, id: u64) -> [f64; 3] {
+        [0, 1, 2].map(|i| self.rate(|s| Some(s.queues.get(&id).map_or(0, |c| c[i]))))
     }
 
     /// (received, sent) bytes per second for one connection.

@@ -25,6 +25,8 @@ pub struct Connection<R, W> {
     writer: W,
     session: Session,
     channels: HashMap<u16, Channel>,
+    /// Channels opened so far: makes each channel's delivery cookie unique.
+    channels_opened: u64,
     channel_max: u16,
     heartbeat: Option<Duration>,
     events: mpsc::UnboundedReceiver<ConsumerEvent>,
@@ -72,6 +74,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             writer,
             session,
             channels: HashMap::new(),
+            channels_opened: 0,
             channel_max: negotiated.channel_max,
             heartbeat,
             events: rx,
@@ -256,7 +259,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 ),
             ));
         }
-        self.channels.insert(id, Channel::new(id));
+        self.channels_opened += 1;
+        self.channels.insert(id, Channel::new(id, self.channels_opened << 16 | u64::from(id)));
         self.list_channels();
         self.session.send(id, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
         Ok(())
@@ -305,13 +309,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
 
     fn on_event(&mut self, event: ConsumerEvent) {
         match event {
-            ConsumerEvent::Deliver(d) => match self.channels.get_mut(&(d.cookie as u16)) {
+            ConsumerEvent::Deliver(d) => match self.channels.get_mut(&(d.cookie as u16)).filter(|ch| ch.cookie == d.cookie) {
                 Some(ch) => ch.deliver(&mut self.session, d),
                 None if !d.no_ack => d.queue.reject(&[d.seq], true),
                 None => {}
             },
             ConsumerEvent::Cancelled { tag, cookie } => {
-                if let Some(ch) = self.channels.get_mut(&(cookie as u16)) {
+                if let Some(ch) = self.channels.get_mut(&(cookie as u16)).filter(|ch| ch.cookie == cookie) {
                     ch.consumer_cancelled(&mut self.session, &tag);
                 }
             }

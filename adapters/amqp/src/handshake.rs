@@ -192,7 +192,6 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
     }
 }
 
-/// SASL PLAIN (`\0user\0password`) or AMQPLAIN (a field table without its length prefix).
 /// SASL mechanisms offered: EXTERNAL only to a client whose certificate names a user.
 fn mechanisms(transport: &Transport) -> &'static str {
     if transport.link.cert_user.is_some() {
@@ -226,6 +225,7 @@ async fn login(broker: &Broker, mechanism: &str, response: &[u8], link: &Link) -
     })
 }
 
+/// SASL PLAIN (`\0user\0password`) or AMQPLAIN (a field table without its length prefix).
 pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
     match mechanism {
         "PLAIN" => {

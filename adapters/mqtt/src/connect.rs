@@ -67,12 +67,16 @@ where
     client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
     // The will is kept for the whole connection: copy its payload out of the read buffer it
     // points into, so that it does not keep that buffer alive; the CONNECT itself goes.
-    client.will = connect.will.take().map(|w| Will { payload: bytes::Bytes::copy_from_slice(&w.payload), ..w });
+    client.will = connect.will.take().map(|mut w| {
+        let copy = |b: &bytes::Bytes| bytes::Bytes::copy_from_slice(b);
+        w.props.correlation_data = w.props.correlation_data.as_ref().map(copy);
+        Will { payload: copy(&w.payload), ..w }
+    });
     drop(connect);
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let now = Instant::now();
-    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now };
+    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now, buffers_released: false };
     let end = conn.run(ownership.kicked, shutdown).await;
     let _ = conn.writer.flush().await;
     let _ = conn.writer.shutdown().await;

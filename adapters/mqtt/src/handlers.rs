@@ -31,6 +31,8 @@ pub struct Conn<S> {
     pub last_read: Instant,
     /// When the connection last read, delivered or wrote anything (see `IDLE_AFTER`).
     pub last_active: Instant,
+    /// The buffers were given back since `last_active` (so the release timer is off).
+    pub buffers_released: bool,
 }
 
 /// A connection with no traffic for this long gives its read and write buffers back (an idle
@@ -65,18 +67,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.client.out.clear();
             }
             let keep_alive_deadline = self.keep_alive.map(|k| self.last_read + k);
-            let release_at = self.holds_buffers().then(|| self.last_active + IDLE_AFTER);
+            let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
             let deadline = keep_alive_deadline.into_iter().chain(release_at).min();
             let blocked = *alarm.borrow();
             let close = tokio::select! {
                 packet = self.reader.next(), if !blocked => {
                     self.last_read = Instant::now();
-                    self.last_active = self.last_read;
+                    self.active(self.last_read);
                     self.reserve_read_buffer();
                     self.on_read_batch(packet).await
                 }
                 Some(event) = self.events.recv() => {
-                    self.last_active = Instant::now();
+                    self.active(Instant::now());
                     self.on_event(event);
                     while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
                         let Ok(event) = self.events.try_recv() else { break };
@@ -115,17 +117,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn holds_buffers(&self) -> bool {
-        self.client.out.capacity() > 0 || self.reader.read_buffer().capacity() > 0
+    fn active(&mut self, now: Instant) {
+        self.last_active = now;
+        self.buffers_released = false;
     }
 
     /// Idle: frees the write buffer (empty here) and the read buffer unless it holds the start
-    /// of a packet.
+    /// of a packet; once per idle period (tokio-util gives the read buffer a few bytes back at
+    /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
         if self.reader.read_buffer().is_empty() {
             *self.reader.read_buffer_mut() = bytes::BytesMut::new();
         }
+        self.buffers_released = true;
     }
 
     /// After a first read into a released (tiny) buffer, makes room for full-size reads again.

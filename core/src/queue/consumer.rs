@@ -61,7 +61,7 @@ impl ChannelCredit {
     pub fn written(&self, bytes: usize) -> bool {
         let count = self.queued.fetch_sub(1, Ordering::AcqRel);
         let size = self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
-        !Self::window_open(count, size) && Self::window_open(count - 1, size - bytes as u64)
+        !Self::window_open(count, size) && Self::window_open(count.wrapping_sub(1), size.wrapping_sub(bytes as u64))
     }
 }
 

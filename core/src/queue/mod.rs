@@ -319,13 +319,15 @@ impl Queue {
                 remaining: 0,
                 stream_offset: None,
             };
+            // Counted before it is sent: the adapter may write it out (and uncount it) at once.
+            consumer.spec.channel_credit.queued(delivery_size);
             if consumer.spec.sink.send(ConsumerEvent::Deliver(delivery)).is_err() {
                 // The consumer's connection is gone; its channel cleanup will cancel it.
+                consumer.spec.channel_credit.written(delivery_size);
                 st.consumers.remove(index);
                 st.push_ready(entry);
                 continue;
             }
-            consumer.spec.channel_credit.queued(delivery_size);
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
             if consumer.spec.no_ack {
                 fx.released.push(entry);

@@ -88,7 +88,7 @@ impl Channel {
             prefetch: self.consumer_prefetch,
             channel_credit: self.credit.clone(),
             sink: s.events.clone(),
-            cookie: self.id.into(),
+            cookie: self.cookie,
         };
         // consume-ok must precede the first delivery: queue it before the consumer starts.
         if !c.nowait {

@@ -38,6 +38,9 @@ enum Content {
 
 pub struct Channel {
     pub id: u16,
+    /// Tells this channel's deliveries from those of an earlier channel with the same number
+    /// still on their way: the channel number in the low 16 bits, an opening count above.
+    pub cookie: u64,
     /// The server sent channel.close and waits for close-ok; other frames are dropped.
     pub closing: bool,
     content: Content,
@@ -64,9 +67,10 @@ pub enum Outcome {
 }
 
 impl Channel {
-    pub fn new(id: u16) -> Channel {
+    pub fn new(id: u16, cookie: u64) -> Channel {
         Channel {
             id,
+            cookie,
             closing: false,
             content: Content::Idle,
             consumers: HashMap::new(),
