@@ -14,17 +14,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from test_management import get
 from test_permissions import password_hash
-from test_tls import WAIT, client_context, make_ca, make_cert, openssl, tls_broker
+from test_tls import WAIT, client_context, make_cert, make_certs, openssl, tls_broker
 
 pytestmark = pytest.mark.junction_only
 
 
 @pytest.fixture
 def certs(tmp_path):
-    d = str(tmp_path / "certs")
-    os.makedirs(d)
-    make_ca(d)
-    make_cert(d, "server", "localhost")
+    """test_tls's CA and certificates, plus client certificates naming a user and nobody."""
+    d = make_certs(tmp_path)
     make_cert(d, "certuser", "certuser", server=False)
     make_cert(d, "ghost", "no-such-user", server=False)
     return d

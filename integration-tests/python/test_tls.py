@@ -39,14 +39,19 @@ def make_cert(d, name, cn, ca="ca", server=True):
             "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
 
 
-@pytest.fixture
-def certs(tmp_path):
+def make_certs(tmp_path):
+    """A test CA in tmp_path/certs with a server certificate for localhost and a client one."""
     d = str(tmp_path / "certs")
     os.makedirs(d)
     make_ca(d)
     make_cert(d, "server", "localhost")
     make_cert(d, "client", "guest", server=False)
     return d
+
+
+@pytest.fixture
+def certs(tmp_path):
+    return make_certs(tmp_path)
 
 
 def wait_port(port):

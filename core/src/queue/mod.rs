@@ -280,7 +280,11 @@ impl Queue {
     pub(crate) fn recover(self: &Arc<Self>, seq: u64, msg: Arc<Message>, stored: Arc<StoredBody>) {
         self.resources.add_message_bytes(msg.memory_footprint());
         let expires_at = self.recovered_deadline(&msg);
-        let entry = Entry { seq, msg, stored: Some(stored), redelivered: false, returns: 0, expires_at };
+        // Whether it was delivered before the broker stopped is not recorded: flag it as a
+        // possible redelivery (what the flag means in AMQP; RabbitMQ flags such messages too),
+        // so that a consumer deduplicating at-least-once deliveries checks it.
+        let redelivered = self.stream.is_none();
+        let entry = Entry { seq, msg, stored: Some(stored), redelivered, returns: 0, expires_at };
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
         if self.stream.is_some() {
             return self.stream_append(entry, true);

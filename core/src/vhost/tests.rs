@@ -25,8 +25,10 @@ async fn persistent_messages_survive_restart_until_acked() {
     let b = broker(dir.path());
     assert_eq!(b.recovery().messages, 2);
     let q = b.vhost("/").unwrap().queue("q").unwrap();
-    let bodies: Vec<Vec<u8>> = std::iter::from_fn(|| q.get(true)).map(|d| body(&d).to_vec()).collect();
+    let got: Vec<_> = std::iter::from_fn(|| q.get(true)).collect();
+    let bodies: Vec<Vec<u8>> = got.iter().map(|d| body(d).to_vec()).collect();
     assert_eq!(bodies, vec![b"1".to_vec(), b"2".to_vec()]);
+    assert!(got.iter().all(|d| d.redelivered), "recovered messages may have been delivered before the restart");
 }
 
 #[tokio::test]
