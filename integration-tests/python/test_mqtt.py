@@ -1,4 +1,5 @@
 """MQTT with paho-mqtt (3.1, 3.1.1 and 5.0) against Junction, and across to AMQP with pika."""
+import socket
 import threading
 import time
 import uuid
@@ -385,3 +386,30 @@ def _dropped_after_refresh(sys_client):
                 return int(sys_client.messages[-1].payload)
         time.sleep(0.1)
     return int(sys_client.messages[-1].payload)
+
+
+def test_connections_keep_working_after_idling_long_enough_to_free_their_buffers(broker):
+    """An MQTT connection idle for 1 s gives its read and write buffers back; what comes after
+    (a large publish read in many pieces, a packet split across a pause) must arrive intact."""
+    sub = Client(broker)
+    sub.subscribe("idle/#", 1)
+    pub = Client(broker)
+    time.sleep(1.5)
+    big = bytes(range(256)) * 1200  # 300 KiB: read into a buffer that starts empty again
+    pub.publish("idle/big", big, qos=1)
+    assert sub.wait_for(1)[0].payload == big
+    time.sleep(1.5)
+    pub.publish("idle/small", b"after another pause", qos=1)
+    assert sub.wait_for(2)[1].payload == b"after another pause"
+    # A packet whose first half comes before the idle release and the rest after it.
+    raw = socket.create_connection(("127.0.0.1", broker.mqtt_port), timeout=WAIT)
+    raw.sendall(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04rawc")
+    assert raw.recv(4) == b"\x20\x02\x00\x00"
+    publish = b"\x30\x10\x00\x08idle/raw" + b"split!"
+    raw.sendall(publish[:7])
+    time.sleep(1.5)
+    raw.sendall(publish[7:])
+    assert sub.wait_for(3)[2].payload == b"split!"
+    raw.close()
+    sub.close()
+    pub.close()
