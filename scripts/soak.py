@@ -358,6 +358,12 @@ def amqp_params(port):
         blocked_connection_timeout=60, connection_attempts=1)
 
 
+def open_amqp(ctx):
+    """(connection, its socket for abrupt kills, a channel) to the broker's AMQP port."""
+    conn = pika.BlockingConnection(amqp_params(ctx.ports["amqp"]))
+    return conn, conn._impl._transport._sock, conn.channel()
+
+
 def declare_queues(port, passive):
     """Declares the durable queues (passive: checks that they survived); returns the missing."""
     deadline = time.monotonic() + 30
@@ -496,9 +502,7 @@ class AmqpPublisher(Publisher):
     proto = "amqp"
 
     def connect(self):
-        self.conn = pika.BlockingConnection(amqp_params(self.ctx.ports["amqp"]))
-        self.sock = self.conn._impl._transport._sock
-        self.ch = self.conn.channel()
+        self.conn, self.sock, self.ch = open_amqp(self.ctx)
         self.ch.confirm_delivery()
 
     def idle(self, seconds):
@@ -521,9 +525,7 @@ class AmqpConsumer(Consumer):
     proto = "amqp"
 
     def connect(self):
-        self.conn = pika.BlockingConnection(amqp_params(self.ctx.ports["amqp"]))
-        self.sock = self.conn._impl._transport._sock
-        self.ch = self.conn.channel()
+        self.conn, self.sock, self.ch = open_amqp(self.ctx)
         self.ch.basic_qos(prefetch_count=self.ctx.prefetch)
         epoch = self.epoch
 

@@ -127,58 +127,58 @@ async fn max_length_drop_head_and_reject_publish() {
     assert_eq!(body(&drop_q.get(true).unwrap()), b"1");
 }
 
-#[tokio::test]
-async fn send_window_bounds_deliveries_not_yet_written() {
-    use crate::queue::consumer::SEND_WINDOW;
+/// A queue with one consumer whose connection writes nothing out, after `count` messages with
+/// bodies of `size` bytes were published to it: what the consumer was handed before its send
+/// window filled.
+struct UnwrittenDeliveries {
+    _dir: tempfile::TempDir,
+    _broker: std::sync::Arc<crate::Broker>,
+    queue: std::sync::Arc<crate::Queue>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<crate::ConsumerEvent>,
+    credit: std::sync::Arc<crate::ChannelCredit>,
+    handed: usize,
+}
+
+fn deliver_without_writing(count: usize, size: usize, no_ack: bool) -> UnwrittenDeliveries {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path());
     let v = b.vhost("/").unwrap();
-    v.declare_queue(declare("flood", false, Table::default())).unwrap();
-    let q = v.queue("flood").unwrap();
+    v.declare_queue(declare("slow", false, Table::default())).unwrap();
+    let queue = v.queue("slow").unwrap();
     let (mut spec, mut rx) = consumer(0);
-    spec.no_ack = true;
+    spec.no_ack = no_ack;
     let credit = spec.channel_credit.clone();
-    q.consume(spec).unwrap();
-    for _ in 0..SEND_WINDOW + 10 {
-        v.publish("", Message { routing_key: "flood".into(), ..msg("m", false) }, false).unwrap();
+    queue.consume(spec).unwrap();
+    let body = "x".repeat(size);
+    for _ in 0..count {
+        v.publish("", Message { routing_key: "slow".into(), ..msg(&body, false) }, false).unwrap();
     }
-    let mut got = 0;
-    while next(&mut rx).is_some() {
-        got += 1;
-    }
-    assert_eq!(got, SEND_WINDOW, "a full window stops dispatch");
-    assert_eq!(q.counts().ready, 10);
-    assert!(credit.written(1), "writing one out reopens the window");
-    q.kick();
-    assert!(next(&mut rx).is_some());
+    let handed = std::iter::from_fn(|| next(&mut rx)).count();
+    UnwrittenDeliveries { _dir: dir, _broker: b, queue, rx, credit, handed }
+}
+
+#[tokio::test]
+async fn send_window_bounds_deliveries_not_yet_written() {
+    use crate::queue::consumer::SEND_WINDOW;
+    let mut run = deliver_without_writing(SEND_WINDOW as usize + 10, 1, true);
+    assert_eq!(run.handed, SEND_WINDOW as usize, "a full window stops dispatch");
+    assert_eq!(run.queue.counts().ready, 10);
+    assert!(run.credit.written(1), "writing one out reopens the window");
+    run.queue.kick();
+    assert!(next(&mut run.rx).is_some());
 }
 
 #[tokio::test]
 async fn send_window_bounds_the_bytes_not_yet_written() {
     use crate::queue::consumer::SEND_WINDOW_BYTES;
-    let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
-    let v = b.vhost("/").unwrap();
-    v.declare_queue(declare("big", false, Table::default())).unwrap();
-    let q = v.queue("big").unwrap();
-    let (spec, mut rx) = consumer(0);
-    let credit = spec.channel_credit.clone();
-    q.consume(spec).unwrap();
     let size = 1 << 20;
-    let body = "x".repeat(size);
-    for _ in 0..10 {
-        v.publish("", Message { routing_key: "big".into(), ..msg(&body, false) }, false).unwrap();
-    }
-    let mut got = 0;
-    while next(&mut rx).is_some() {
-        got += 1;
-    }
-    assert_eq!(got as u64, SEND_WINDOW_BYTES / size as u64, "4 MiB of 1 MiB bodies fill the window");
-    assert_eq!(q.counts().ready, 10 - got);
-    assert!(credit.written(size), "writing one out reopens the window");
-    q.kick();
-    assert!(next(&mut rx).is_some());
-    assert!(next(&mut rx).is_none(), "and lets exactly one more through");
+    let mut run = deliver_without_writing(10, size, false);
+    assert_eq!(run.handed as u64, SEND_WINDOW_BYTES / size as u64, "4 MiB of 1 MiB bodies fill the window");
+    assert_eq!(run.queue.counts().ready, 10 - run.handed);
+    assert!(run.credit.written(size), "writing one out reopens the window");
+    run.queue.kick();
+    assert!(next(&mut run.rx).is_some());
+    assert!(next(&mut run.rx).is_none(), "and lets exactly one more through");
 }
 
 fn delayed(queue: &str, body: &str, delay: Value, persistent: bool) -> Message {
