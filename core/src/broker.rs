@@ -7,6 +7,7 @@ use crate::connections::{ConnectionLimits, ConnectionPermit, Connections};
 use crate::registry::{ConnectionInfo, Registry, Transport};
 use crate::permissions::{Access, PermissionRecord, PermissionTable, TopicPermissionRecord};
 use crate::persist::{Record, UserRecord};
+use crate::queue::paging::Window;
 use crate::queue::{Queue, StoredBody};
 use crate::resources::{Limits, Resources};
 use crate::vhost::VHost;
@@ -446,39 +447,46 @@ impl Broker {
         vhost
     }
 
-    /// Reloads every logged message into its queue; bodies are decoded once and shared.
+    /// Reloads every logged message into its queue; bodies are decoded once and shared. A
+    /// queue that pages takes its head window into memory and only counts the rest, whose
+    /// bodies stay unread until consumers get near them.
     fn recover_messages(&self, queues: &HashMap<u64, Arc<Queue>>) -> CoreResult<usize> {
         let internal = |e: junction_storage::StoreError| CoreError::internal(e.to_string());
+        let windows: HashMap<u64, Window> =
+            queues.iter().filter_map(|(id, q)| q.paging_window().map(|w| (*id, w))).collect();
+        let mut in_memory: HashMap<u64, (usize, usize)> = HashMap::new();
         let mut entries = Vec::new();
         let mut refs: HashMap<u64, u32> = HashMap::new();
+        let mut paged = 0;
+        let mut garbage: Vec<Op> = Vec::new();
         self.store
             .scan_queue_logs(|e| {
-                if queues.contains_key(&e.queue_id) {
-                    *refs.entry(e.body_id).or_default() += 1;
-                    entries.push(e);
+                let Some(queue) = queues.get(&e.queue_id) else {
+                    // The log of a queue whose definition is gone: a later queue could get its id.
+                    garbage.push(Op::Dequeue { queue_id: e.queue_id, seq: e.seq });
+                    if e.size_and_holders.is_some_and(|(_, holders)| holders == 1) {
+                        garbage.push(Op::DeleteBody { id: e.body_id });
+                    }
+                    return;
+                };
+                let (count, bytes) = in_memory.entry(e.queue_id).or_default();
+                let window = windows.get(&e.queue_id);
+                match (window, e.size_and_holders) {
+                    (Some(w), Some((size, 1))) if *count >= w.messages || *bytes >= w.bytes => {
+                        queue.recover_paged(e.seq, size as usize);
+                        paged += 1;
+                    }
+                    _ => {
+                        *count += 1;
+                        *bytes += e.size_and_holders.map_or(0, |(size, _)| size as usize);
+                        *refs.entry(e.body_id).or_default() += 1;
+                        entries.push(e);
+                    }
                 }
             })
             .map_err(internal)?;
-        let mut bodies: HashMap<u64, (Arc<Message>, Arc<StoredBody>)> = HashMap::with_capacity(refs.len());
-        let mut orphans = Vec::new();
-        let mut undecodable = 0usize;
-        self.store
-            .scan_bodies(|id, bytes| match (refs.get(&id), Message::decode(bytes)) {
-                (Some(&n), Some(msg)) => {
-                    let stored = Arc::new(StoredBody { id, refs: AtomicU32::new(n) });
-                    bodies.insert(id, (Arc::new(msg), stored));
-                }
-                (Some(_), None) => undecodable += 1,
-                (None, _) => orphans.push(Op::DeleteBody { id }),
-            })
-            .map_err(internal)?;
-        if undecodable > 0 {
-            // Never delete what we cannot read: it may be a newer or older format.
-            return Err(CoreError::internal(format!(
-                "{undecodable} stored messages cannot be decoded (a store written by another version?); \
-                 refusing to start rather than lose them"
-            )));
-        }
+        let bodies = self.read_recovered_bodies(&refs)?;
+        let mut orphans = garbage;
         let mut recovered = 0;
         for e in entries {
             match bodies.get(&e.body_id) {
@@ -490,9 +498,39 @@ impl Broker {
             }
         }
         if !orphans.is_empty() {
-            tracing::info!(count = orphans.len(), "removing orphaned store entries");
+            tracing::info!(count = orphans.len(), "removing queue log entries whose bodies are gone");
             self.store.submit(orphans);
         }
-        Ok(recovered)
+        Ok(recovered + paged)
+    }
+
+    /// Reads and decodes the bodies recovery keeps in memory, each once however many queues
+    /// hold it (`refs`).
+    fn read_recovered_bodies(&self, refs: &HashMap<u64, u32>) -> CoreResult<HashMap<u64, (Arc<Message>, Arc<StoredBody>)>> {
+        let internal = |e: junction_storage::StoreError| CoreError::internal(e.to_string());
+        let mut ids: Vec<u64> = refs.keys().copied().collect();
+        ids.sort_unstable();
+        let mut bodies = HashMap::with_capacity(ids.len());
+        let mut undecodable = 0usize;
+        for chunk in ids.chunks(4096) {
+            for (id, bytes) in chunk.iter().zip(self.store.read_bodies(chunk).map_err(internal)?) {
+                let Some(bytes) = bytes else { continue };
+                match Message::decode(&bytes) {
+                    Some(msg) => {
+                        let stored = Arc::new(StoredBody { id: *id, refs: AtomicU32::new(refs[id]) });
+                        bodies.insert(*id, (Arc::new(msg), stored));
+                    }
+                    None => undecodable += 1,
+                }
+            }
+        }
+        if undecodable > 0 {
+            // Never delete what we cannot read: it may be a newer or older format.
+            return Err(CoreError::internal(format!(
+                "{undecodable} stored messages cannot be decoded (a store written by another version?); \
+                 refusing to start rather than lose them"
+            )));
+        }
+        Ok(bodies)
     }
 }

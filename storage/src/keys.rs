@@ -6,7 +6,9 @@ pub const CF_META: &str = "meta";
 /// Column family of message bodies, written once however many queues hold the message:
 /// `body id (u64 BE)` -> encoded message.
 pub const CF_BODIES: &str = "bodies";
-/// Column family of queue logs: `queue id (u64 BE) ++ seq (u64 BE)` -> `body id (u64 BE)`.
+/// Column family of queue logs: `queue id (u64 BE) ++ seq (u64 BE)` -> `body id (u64 BE) ++
+/// body size (u32 BE) ++ holders (u32 BE)`, where holders is how many queue logs the body was
+/// written into. Stores written before the last two fields existed hold only the body id.
 pub const CF_QUEUES: &str = "queues";
 
 pub const ALL_CFS: [&str; 3] = [CF_META, CF_BODIES, CF_QUEUES];
@@ -33,6 +35,28 @@ pub fn body(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// Value of one queue log entry (see `CF_QUEUES`).
+pub fn log_value(body_id: u64, size: u32, holders: u32) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&body_id.to_be_bytes());
+    value[8..12].copy_from_slice(&size.to_be_bytes());
+    value[12..].copy_from_slice(&holders.to_be_bytes());
+    value
+}
+
+/// Splits a queue log value into `(body id, size and holders when recorded)`.
+pub fn parse_log_value(bytes: &[u8]) -> Option<(u64, Option<(u32, u32)>)> {
+    let body_id = parse_u64(bytes)?;
+    let extra = match bytes.get(8..16) {
+        Some(rest) => Some((
+            u32::from_be_bytes(rest[..4].try_into().ok()?),
+            u32::from_be_bytes(rest[4..].try_into().ok()?),
+        )),
+        None => None,
+    };
+    Some((body_id, extra))
+}
+
 pub fn parse_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
@@ -47,5 +71,12 @@ mod tests {
         assert!(queue_entry(1, u64::MAX) < queue_entry(2, 0));
         assert_eq!(parse_queue_entry(&queue_entry(7, 9)), Some((7, 9)));
         assert_eq!(parse_queue_entry(b"short"), None);
+    }
+
+    #[test]
+    fn log_values_parse_in_both_formats() {
+        assert_eq!(parse_log_value(&log_value(7, 100, 2)), Some((7, Some((100, 2)))));
+        assert_eq!(parse_log_value(&body(7)), Some((7, None)), "a value written before sizes were recorded");
+        assert_eq!(parse_log_value(b"short"), None);
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
-use writer::Request;
+use writer::{Progress, Request};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -33,13 +33,27 @@ impl From<rocksdb::Error> for StoreError {
 /// A future answer that some operations are on disk.
 pub type DurableReceipt = oneshot::Receiver<Result<(), StoreError>>;
 
-/// One entry of a queue log as found on disk at start-up.
+/// One entry of a queue log as found on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogEntry {
     pub queue_id: u64,
     pub seq: u64,
     pub body_id: u64,
+    /// The body's size and how many queue logs hold it; `None` in entries written by versions
+    /// that did not record them.
+    pub size_and_holders: Option<(u32, u32)>,
 }
+
+impl LogEntry {
+    fn parse(key: &[u8], value: &[u8]) -> Option<LogEntry> {
+        let (queue_id, seq) = keys::parse_queue_entry(key)?;
+        let (body_id, size_and_holders) = keys::parse_log_value(value)?;
+        Some(LogEntry { queue_id, seq, body_id, size_and_holders })
+    }
+}
+
+/// How long a reader waits for the writer to apply earlier writes before reading anyway.
+const READ_AFTER_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Store {
     db: Arc<DB>,
@@ -49,6 +63,9 @@ pub struct Store {
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     next_body_id: AtomicU64,
     stats: Arc<WriterStats>,
+    /// Requests handed to the writer so far (see `write_ticket`).
+    submitted: AtomicU64,
+    progress: Arc<Progress>,
 }
 
 impl Store {
@@ -73,11 +90,12 @@ impl Store {
         let next_body_id = last_u64_key(&db, CF_BODIES)?.map_or(1, |id| id + 1);
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
+        let progress = Arc::new(Progress::default());
         let writer = {
-            let (db, stats) = (db.clone(), stats.clone());
+            let (db, stats, progress) = (db.clone(), stats.clone(), progress.clone());
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer::run(db, rx, stats))
+                .spawn(move || writer::run(db, rx, stats, progress))
                 .map_err(|e| StoreError::Rocks(e.to_string().into()))?
         };
         Ok(Store {
@@ -87,6 +105,8 @@ impl Store {
             writer: parking_lot::Mutex::new(Some(writer)),
             next_body_id: AtomicU64::new(next_body_id),
             stats,
+            submitted: AtomicU64::new(0),
+            progress,
         })
     }
 
@@ -122,7 +142,25 @@ impl Store {
         rx
     }
 
+    /// A ticket covering every write submitted so far: `wait_written` with it returns once they
+    /// are all readable.
+    pub fn write_ticket(&self) -> u64 {
+        self.submitted.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the writes a ticket covers are readable (or the writer stopped). Writes are
+    /// applied within milliseconds; a reader that finds them still pending after
+    /// `READ_AFTER_WRITE_LIMIT` reads anyway rather than hang.
+    pub fn wait_written(&self, ticket: u64) {
+        if !self.progress.wait(ticket, READ_AFTER_WRITE_LIMIT) {
+            tracing::warn!("the store writer is behind; reading before earlier writes are applied");
+        }
+    }
+
     fn send(&self, request: Request) {
+        // Counted before it is sent: requests are applied in channel order, so once the writer
+        // has applied `n` requests, every request sent before `submitted` reached `n` is applied.
+        self.submitted.fetch_add(1, Ordering::AcqRel);
         let guard = self.requests.read();
         let refused = match guard.as_ref() {
             Some(tx) => tx.send(request).err().map(|e| e.0),
@@ -162,13 +200,41 @@ impl Store {
         let iter = self.db.iterator_cf_opt(self.cf(CF_QUEUES), ro, IteratorMode::Start);
         for item in iter {
             let (k, v) = item?;
-            let (Some((queue_id, seq)), Some(body_id)) = (keys::parse_queue_entry(&k), keys::parse_u64(&v)) else {
-                tracing::warn!("skipping malformed queue log entry");
-                continue;
-            };
-            visit(LogEntry { queue_id, seq, body_id });
+            match LogEntry::parse(&k, &v) {
+                Some(entry) => visit(entry),
+                None => tracing::warn!("skipping malformed queue log entry"),
+            }
         }
         Ok(())
+    }
+
+    /// Up to `limit` entries of one queue's log with `from <= seq <= to`, in order. The seek
+    /// lands on `from`: tombstones of entries already consumed before it are never walked.
+    pub fn read_queue_log(&self, queue_id: u64, from: u64, to: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::queue_entry(queue_id, to.saturating_add(1)).to_vec());
+        let start = keys::queue_entry(queue_id, from);
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(CF_QUEUES), ro, mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            match LogEntry::parse(&k, &v) {
+                Some(entry) if entry.queue_id == queue_id && entry.seq <= to => out.push(entry),
+                Some(_) => break,
+                None => tracing::warn!("skipping malformed queue log entry"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored bodies with these ids, in the same order (`None` where one is missing).
+    pub fn read_bodies(&self, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let cf = self.cf(CF_BODIES);
+        let keys: Vec<_> = ids.iter().map(|id| (cf, keys::body(*id))).collect();
+        self.db.multi_get_cf(keys).into_iter().map(|r| r.map_err(StoreError::from)).collect()
     }
 
     /// Calls `visit` for every stored message body in id order.

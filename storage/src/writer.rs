@@ -16,8 +16,9 @@ use tokio::sync::oneshot;
 pub enum Op {
     PutBody { id: u64, bytes: Vec<u8> },
     DeleteBody { id: u64 },
-    /// Appends a message to a queue's log.
-    Enqueue { queue_id: u64, seq: u64, body_id: u64 },
+    /// Appends a message to a queue's log: its body, the body's size and how many queue logs
+    /// the body went into (a queue pages out only messages it alone holds).
+    Enqueue { queue_id: u64, seq: u64, body_id: u64, size: u32, holders: u32 },
     /// Removes an acknowledged (or dropped) message from a queue's log.
     Dequeue { queue_id: u64, seq: u64 },
     /// Drops a whole queue log.
@@ -47,10 +48,48 @@ pub struct WriterStats {
     pub sync_latency: crate::histogram::Histogram,
 }
 
+/// How many requests the writer has applied to RocksDB (visible to reads, not necessarily
+/// synced), so that a reader can wait for writes submitted before it.
+#[derive(Default)]
+pub(crate) struct Progress {
+    applied: parking_lot::Mutex<u64>,
+    changed: parking_lot::Condvar,
+}
+
+impl Progress {
+    fn advance(&self, requests: u64) {
+        *self.applied.lock() += requests;
+        self.changed.notify_all();
+    }
+
+    /// The writer has stopped: nobody may wait for it any more.
+    fn finish(&self) {
+        *self.applied.lock() = u64::MAX;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `ticket` requests are applied; false if that took longer than `limit`.
+    pub(crate) fn wait(&self, ticket: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut applied = self.applied.lock();
+        while *applied < ticket {
+            if self.changed.wait_until(&mut applied, deadline).timed_out() {
+                return *applied >= ticket;
+            }
+        }
+        true
+    }
+}
+
 /// Upper bound on operations folded into one batch so a flood cannot make one batch huge.
 const MAX_OPS_PER_BATCH: usize = 50_000;
 
-pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterStats>) {
+pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterStats>, progress: Arc<Progress>) {
+    write_batches(&db, &requests, &stats, &progress);
+    progress.finish();
+}
+
+fn write_batches(db: &DB, requests: &Receiver<Request>, stats: &WriterStats, progress: &Progress) {
     use std::sync::atomic::Ordering::Relaxed;
     loop {
         let first = match requests.recv() {
@@ -71,6 +110,7 @@ pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterSta
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        let request_count = pending.len() as u64;
         let mut shutdown = false;
         let mut waiters = Vec::new();
         let mut batch = BatchBuilder::default();
@@ -87,7 +127,8 @@ pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterSta
         }
         let sync = !waiters.is_empty() || shutdown;
         let started = Instant::now();
-        let result = batch.write(&db, sync);
+        let result = batch.write(db, sync);
+        progress.advance(request_count);
         stats.batches.fetch_add(1, Relaxed);
         if sync {
             stats.synced_batches.fetch_add(1, Relaxed);
@@ -131,8 +172,8 @@ impl BatchBuilder {
         // Enqueues before dequeues: a message acked within the batch that appended it must
         // end up deleted. A (queue, seq) pair is never appended twice, so nothing else reorders.
         for op in &self.ops {
-            if let Op::Enqueue { queue_id, seq, body_id } = op {
-                wb.put_cf(queues, keys::queue_entry(*queue_id, *seq), keys::body(*body_id));
+            if let Op::Enqueue { queue_id, seq, body_id, size, holders } = op {
+                wb.put_cf(queues, keys::queue_entry(*queue_id, *seq), keys::log_value(*body_id, *size, *holders));
             }
         }
         for (queue_id, mut seqs) in self.dequeues {

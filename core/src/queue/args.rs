@@ -45,6 +45,8 @@ pub struct QueueArgs {
     pub max_age_ms: Option<u64>,
     /// Streams: bytes per segment (`x-stream-max-segment-size-bytes`).
     pub segment_bytes: u64,
+    /// `x-queue-mode: lazy`: keep as few ready messages in memory as possible.
+    pub lazy: bool,
 }
 
 impl QueueArgs {
@@ -77,6 +79,13 @@ impl QueueArgs {
                 }
                 "x-max-age" => a.max_age_ms = Some(age(key, value)?),
                 "x-stream-max-segment-size-bytes" => a.segment_bytes = positive(key, value)?,
+                "x-queue-mode" => {
+                    a.lazy = match text(key, value)? {
+                        "default" => false,
+                        "lazy" => true,
+                        other => return Err(invalid(key, &format!("unknown queue mode '{other}'"))),
+                    }
+                }
                 _ => {}
             }
         }
@@ -85,6 +94,13 @@ impl QueueArgs {
 
     pub fn is_stream(&self) -> bool {
         self.queue_type == QueueType::Stream
+    }
+
+    /// Ready messages kept in memory before the rest wait on disk (durable queues; see `paging`).
+    pub fn paging_window(&self) -> super::paging::Window {
+        use super::paging::{Window, DEFAULT_WINDOW_BYTES, DEFAULT_WINDOW_MESSAGES, LAZY_WINDOW_MESSAGES};
+        let messages = if self.lazy { LAZY_WINDOW_MESSAGES } else { DEFAULT_WINDOW_MESSAGES };
+        Window { messages, bytes: DEFAULT_WINDOW_BYTES }
     }
 
     /// Number of priority levels the queue keeps (1 when it has no priorities).

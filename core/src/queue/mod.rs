@@ -5,6 +5,7 @@
 pub mod args;
 pub mod consumer;
 mod dead_letter;
+pub mod paging;
 mod state;
 pub mod stream;
 mod timer;
@@ -18,6 +19,7 @@ use crate::message::{Message, Table};
 use crate::resources::Resources;
 use crate::vhost::VHost;
 use consumer::Consumer;
+use paging::{Pager, Window};
 use junction_storage::{Op, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -147,6 +149,16 @@ impl Queue {
     ) -> Arc<Queue> {
         let levels = args.priority_levels();
         let stream = args.is_stream().then(|| Mutex::new(StreamState::new()));
+        // Only messages in this queue's own log can be paged: a durable, shared, plain queue.
+        let pageable = spec.durable && owner.is_none() && stream.is_none() && levels == 1;
+        let pager = store.clone().filter(|_| pageable).map(|store| Pager {
+            store,
+            queue_id: spec.id,
+            resources: resources.clone(),
+            message_ttl_ms: args.message_ttl_ms,
+            window: args.paging_window(),
+            recovered_below: 0,
+        });
         let first_seq = if stream.is_some() { 0 } else { 1 };
         let queue = Arc::new(Queue {
             stats: QueueStats::default(),
@@ -156,7 +168,7 @@ impl Queue {
             store,
             vhost,
             resources,
-            state: Mutex::new(QueueState::new(levels)),
+            state: Mutex::new(QueueState::new(levels, pager)),
             stream,
             next_seq: AtomicU64::new(first_seq),
             next_consumer_id: AtomicU64::new(1),
@@ -289,19 +301,32 @@ impl Queue {
         if self.stream.is_some() {
             return self.stream_append(entry, true);
         }
-        self.state.lock().push_ready(entry);
+        let mut st = self.state.lock();
+        st.note_recovered(seq);
+        st.push_ready(entry);
+        drop(st);
         if expires_at.is_some() {
             self.ensure_timer();
         }
+    }
+
+    /// Counts a message found in the store at start-up that stays there until consumers get
+    /// near it (its body is not even read).
+    pub(crate) fn recover_paged(&self, seq: u64, size: usize) {
+        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+        self.state.lock().recover_paged(seq, size);
+    }
+
+    /// The in-memory window of a queue that pages (see `paging`); `None` when it cannot.
+    pub fn paging_window(&self) -> Option<Window> {
+        self.state.lock().pager.as_ref().map(|p| p.window)
     }
 
     fn recovered_deadline(&self, msg: &Message) -> Option<Instant> {
         if self.stream.is_some() {
             return None;
         }
-        let ttl = [self.args.message_ttl_ms, msg.properties.expiration_ms].into_iter().flatten().min()?;
-        let left = msg.arrived_at_ms.saturating_add(ttl).saturating_sub(crate::message::now_ms());
-        Some(Instant::now() + Duration::from_millis(left))
+        paging::deadline_from_arrival(msg, self.args.message_ttl_ms)
     }
 
     /// Hands ready messages to consumers with credit, round robin.
@@ -538,7 +563,11 @@ impl Queue {
             let _ = c.spec.sink.send(ConsumerEvent::Cancelled { tag: c.spec.tag.clone(), cookie: c.spec.cookie });
         }
         let mut ops = self.release(&fx.released, false);
-        if self.store.is_some() {
+        if let Some(store) = &self.store {
+            if let Some(away) = fx.paged_away.take() {
+                // Read before the log is dropped: the paged bodies are found through it.
+                Pager::release(store, self.spec.id, away);
+            }
             ops.push(Op::DropQueueLog { queue_id: self.spec.id });
         }
         self.submit(ops);
@@ -572,6 +601,9 @@ impl Queue {
     fn finish(self: &Arc<Self>, fx: Effects) {
         let ops = self.release(&fx.released, true);
         self.submit(ops);
+        if let (Some(store), Some(away)) = (&self.store, fx.paged_away) {
+            Pager::release(store, self.spec.id, away);
+        }
         if !fx.dead_letters.is_empty() {
             self.dead_letter(fx.dead_letters);
         }

@@ -4,6 +4,7 @@
 
 use super::args::QueueArgs;
 use super::consumer::{ChannelCredit, Consumer};
+use super::paging::{Paged, PagedAway, Pager};
 use crate::message::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -65,6 +66,8 @@ pub struct Effects {
     pub dead_letters: Vec<(Arc<Message>, DropReason)>,
     /// The queue became unused and is auto-delete.
     pub auto_delete: bool,
+    /// Paged-out messages that left the queue (purge, delete): their log entries and bodies go.
+    pub paged_away: Option<PagedAway>,
 }
 
 pub struct Unacked {
@@ -75,9 +78,15 @@ pub struct Unacked {
 }
 
 pub struct QueueState {
-    /// Ready messages, one deque per priority level, each ordered by seq.
+    /// Ready messages in memory, one deque per priority level, each ordered by seq. A paging
+    /// queue has one level: its head, older than every paged message.
     pub ready: Vec<VecDeque<Entry>>,
+    /// Body bytes of every ready message, paged or not.
     pub ready_bytes: usize,
+    /// Present for queues that may page ready messages out to the store (see `paging`).
+    pub pager: Option<Pager>,
+    /// Ready messages newer than the head, left on disk.
+    pub paged: Option<Paged>,
     pub unacked: HashMap<u64, Unacked>,
     pub consumers: Vec<Consumer>,
     /// Round-robin position among consumers.
@@ -90,10 +99,12 @@ pub struct QueueState {
 }
 
 impl QueueState {
-    pub fn new(levels: usize) -> QueueState {
+    pub fn new(levels: usize, pager: Option<Pager>) -> QueueState {
         QueueState {
             ready: (0..levels).map(|_| VecDeque::new()).collect(),
             ready_bytes: 0,
+            pager: pager.filter(|_| levels == 1),
+            paged: None,
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
@@ -105,11 +116,16 @@ impl QueueState {
     }
 
     pub fn has_ready(&self) -> bool {
-        self.ready.iter().any(|d| !d.is_empty())
+        self.paged.is_some() || self.ready.iter().any(|d| !d.is_empty())
     }
 
     pub fn ready_count(&self) -> usize {
-        self.ready.iter().map(VecDeque::len).sum()
+        self.ready.iter().map(VecDeque::len).sum::<usize>() + self.paged.as_ref().map_or(0, Paged::len)
+    }
+
+    /// Body bytes of the ready messages held in memory.
+    fn head_bytes(&self) -> usize {
+        self.ready_bytes - self.paged.as_ref().map_or(0, |p| p.bytes)
     }
 
     fn level_of(&self, msg: &Message) -> usize {
@@ -122,6 +138,9 @@ impl QueueState {
     pub fn push_ready(&mut self, entry: Entry) {
         let level = self.level_of(&entry.msg);
         self.ready_bytes += entry.msg.size();
+        if self.goes_to_paged(entry.seq) {
+            return self.page_out(entry);
+        }
         let deque = &mut self.ready[level];
         let at_tail = deque.back().is_none_or(|last| last.seq < entry.seq);
         if at_tail {
@@ -132,9 +151,106 @@ impl QueueState {
         }
     }
 
+    /// Whether a message with this seq belongs in the paged range: past the start of one, or
+    /// past a full head (which starts one).
+    fn goes_to_paged(&mut self, seq: u64) -> bool {
+        let Some(pager) = &self.pager else { return false };
+        if let Some(paged) = &self.paged {
+            return seq >= paged.first;
+        }
+        let head = &self.ready[0];
+        let full = head.len() >= pager.window.messages || self.ready_bytes > pager.window.bytes;
+        if full && head.back().is_none_or(|last| last.seq < seq) {
+            self.paged = Some(Paged::starting_at(seq));
+            return true;
+        }
+        false
+    }
+
+    fn page_out(&mut self, entry: Entry) {
+        let (Some(pager), Some(paged)) = (&self.pager, &mut self.paged) else {
+            unreachable!("only called once goes_to_paged made a range")
+        };
+        paged.last = paged.last.max(entry.seq);
+        paged.bytes += entry.msg.size();
+        if pager.can_page_out(&entry) {
+            paged.on_disk += 1;
+            paged.ticket = pager.store.write_ticket();
+            pager.resources.sub_message_bytes(entry.msg.memory_footprint());
+        } else {
+            paged.pinned.insert(entry.seq, entry);
+        }
+    }
+
+    /// Counts a message recovered from the store that stays on disk (its body unread).
+    pub fn recover_paged(&mut self, seq: u64, size: usize) {
+        self.note_recovered(seq);
+        let paged = self.paged.get_or_insert_with(|| Paged::starting_at(seq));
+        paged.last = paged.last.max(seq);
+        paged.on_disk += 1;
+        paged.bytes += size;
+        self.ready_bytes += size;
+    }
+
+    /// Messages up to `seq` came from the store at start-up.
+    pub fn note_recovered(&mut self, seq: u64) {
+        if let Some(pager) = &mut self.pager {
+            pager.recovered_below = pager.recovered_below.max(seq + 1);
+        }
+    }
+
+    /// Reads paged messages back into the head once it runs below half its window, and until
+    /// it holds something while any are paged.
+    fn refill(&mut self) {
+        let Some(pager) = &self.pager else { return };
+        let low = self.ready[0].len() <= pager.window.messages / 2 && self.head_bytes() <= pager.window.bytes / 2;
+        if !low {
+            return;
+        }
+        loop {
+            if !self.page_in_once() || !self.ready[0].is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Reads one batch back; false when nothing is paged or the store failed.
+    fn page_in_once(&mut self) -> bool {
+        let head_bytes = self.head_bytes();
+        let (Some(pager), Some(paged)) = (&self.pager, &mut self.paged) else { return false };
+        let head = &mut self.ready[0];
+        let want = pager.window.messages.saturating_sub(head.len()).max(1);
+        let want_bytes = pager.window.bytes.saturating_sub(head_bytes).max(1);
+        let page = match pager.page_in(paged, want, want_bytes) {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read paged messages back from the store");
+                return false;
+            }
+        };
+        let rest = paged.pinned.split_off(&(page.read_to + 1));
+        let pinned = std::mem::replace(&mut paged.pinned, rest);
+        let mut back: Vec<Entry> = page.entries;
+        back.extend(pinned.into_values());
+        back.sort_unstable_by_key(|e| e.seq);
+        let back_bytes: usize = back.iter().map(|e| e.msg.size()).sum();
+        paged.bytes = paged.bytes.saturating_sub(back_bytes + page.lost_bytes);
+        paged.on_disk = paged.on_disk.saturating_sub(page.taken_from_disk);
+        paged.first = page.read_to + 1;
+        self.ready_bytes -= page.lost_bytes.min(self.ready_bytes);
+        head.extend(back);
+        if paged.first > paged.last {
+            // Whatever the counts still say is not on disk: the range is read to its end.
+            self.ready_bytes -= paged.bytes.min(self.ready_bytes);
+            self.paged = None;
+        }
+        true
+    }
+
     /// The oldest ready message of the highest non-empty priority; expired heads are dropped
     /// on the way (messages expire only when they reach the head, as in RabbitMQ).
     pub fn pop_ready(&mut self, now: Instant, fx: &mut Effects) -> Option<Entry> {
+        self.refill();
         for level in (0..self.ready.len()).rev() {
             while let Some(entry) = self.ready[level].pop_front() {
                 self.ready_bytes -= entry.msg.size();
@@ -151,6 +267,7 @@ impl QueueState {
 
     /// Drops the oldest ready message (for `x-overflow: drop-head`).
     pub fn drop_head(&mut self, fx: &mut Effects) -> bool {
+        self.refill();
         for level in 0..self.ready.len() {
             if let Some(entry) = self.ready[level].pop_front() {
                 self.ready_bytes -= entry.msg.size();
@@ -165,6 +282,7 @@ impl QueueState {
 
     /// Drops expired messages at the heads and returns the earliest remaining head deadline.
     pub fn expire_heads(&mut self, now: Instant, fx: &mut Effects) -> Option<Instant> {
+        self.refill();
         let mut next: Option<Instant> = None;
         for level in 0..self.ready.len() {
             while self.ready[level].front().is_some_and(|e| e.expired(now)) {
@@ -218,6 +336,12 @@ impl QueueState {
         for deque in &mut self.ready {
             n += deque.len();
             fx.released.extend(deque.drain(..));
+        }
+        if let Some(paged) = self.paged.take() {
+            n += paged.len();
+            let pinned: Vec<u64> = paged.pinned.keys().copied().collect();
+            fx.released.extend(paged.pinned.into_values());
+            fx.paged_away = Some(PagedAway { first: paged.first, last: paged.last, ticket: paged.ticket, pinned });
         }
         self.ready_bytes = 0;
         n

@@ -203,8 +203,10 @@ impl VHost {
         let id = self.store.allocate_body_id();
         let mut ops = Vec::with_capacity(logged.len() + 1);
         ops.push(Op::PutBody { id, bytes: msg.encode() });
+        let size = u32::try_from(msg.size()).unwrap_or(u32::MAX);
+        let holders = logged.len() as u32;
         for (queue, seq) in &logged {
-            ops.push(Op::Enqueue { queue_id: queue.spec().id, seq: *seq, body_id: id });
+            ops.push(Op::Enqueue { queue_id: queue.spec().id, seq: *seq, body_id: id, size, holders });
         }
         if want_receipt {
             outcome.durable = Some(self.store.submit_durable(ops));
