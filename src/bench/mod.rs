@@ -47,7 +47,8 @@ pub struct LoadArgs {
     /// Seconds to publish for (0 = no time limit; then --count must be set).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Messages to publish in total, shared out over the publishers (0 = no limit).
+    /// Messages to publish in total, shared out over the publishers (0 = no limit). With
+    /// --publishers 0: messages to consume before stopping (e.g. to drain a backlog).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
     /// Print the final summary as one JSON object on stdout.
@@ -173,7 +174,7 @@ async fn run_amqp(args: AmqpArgs) -> anyhow::Result<()> {
     let publishers = publisher::start_all(&args, target, &stats, epoch, publishers_rx).await?;
 
     let clients = Clients { publishers, stop_publishers, receivers: consumers, stop_receivers: stop_consumers };
-    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
+    let end = RunEnd::new(&args.load, args.publishers);
     let copies = copies_per_message(&args, topology.consumer_queues.len());
     let mut measured = measure(&stats, end, clients, copies, "consumer").await;
     if let Err(e) = topology.clean_up().await {
@@ -243,13 +244,26 @@ fn first_error(errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
 }
 
 /// When the publishing window closes: after --duration seconds (0: no time limit), or once all
-/// --publishers are done with their --count.
+/// --publishers are done with their --count (with no publishers: once --count are consumed).
 struct RunEnd {
     duration: u64,
     publishers: usize,
+    count: u64,
 }
 
 impl RunEnd {
+    fn new(load: &LoadArgs, publishers: usize) -> RunEnd {
+        RunEnd { duration: load.duration, publishers, count: load.count }
+    }
+
+    fn counted(&self, stats: &Stats) -> bool {
+        if self.publishers > 0 {
+            stats.publishers_done() == self.publishers
+        } else {
+            self.count > 0 && stats.snapshot().consumed >= self.count
+        }
+    }
+
     /// Prints a progress line every second until the duration is over, every publisher has sent
     /// its --count, or a connection failed.
     async fn wait(&self, stats: &Stats, started: Instant) {
@@ -267,8 +281,7 @@ impl RunEnd {
                 next_report += Duration::from_secs(1);
             }
             let timed_out = limit.is_some_and(|limit| now - started >= limit);
-            let counted = self.publishers > 0 && stats.publishers_done() == self.publishers;
-            if timed_out || counted || stats.failed() {
+            if timed_out || self.counted(stats) || stats.failed() {
                 return;
             }
         }

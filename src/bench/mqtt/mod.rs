@@ -167,7 +167,7 @@ pub async fn run(args: MqttArgs) -> anyhow::Result<()> {
     let copies = args.subscribers as u64 + u64::from(amqp_topology.is_some());
     receivers.extend(amqp_consumers);
     let clients = Clients { publishers, stop_publishers, receivers, stop_receivers: stop_subscribers };
-    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
+    let end = RunEnd::new(&args.load, args.publishers);
     // Every subscriber gets every message, and the AMQP consumers one copy between them.
     let mut measured = measure(&stats, end, clients, copies, "subscriber").await;
     if let Some(topology) = amqp_topology {

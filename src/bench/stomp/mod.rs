@@ -183,7 +183,7 @@ pub async fn run(args: StompArgs) -> anyhow::Result<()> {
 
     let args = &run.args;
     let clients = Clients { publishers, stop_publishers, receivers: subscribers, stop_receivers: stop_subscribers };
-    let end = RunEnd { duration: args.load.duration, publishers: args.publishers };
+    let end = RunEnd::new(&args.load, args.publishers);
     let copies = copies_per_message(&run.destination, args.subscribers);
     let measured = measure(&stats, end, clients, copies, "subscriber").await;
     measured.summary(StompSettings::of(&run)).print(args.load.json)?;
