@@ -38,7 +38,7 @@ pub fn consumer(prefetch: u32) -> (ConsumerSpec, mpsc::UnboundedReceiver<Consume
 
 pub fn next(rx: &mut mpsc::UnboundedReceiver<ConsumerEvent>) -> Option<Delivery> {
     match rx.try_recv() {
-        Ok(ConsumerEvent::Deliver(d)) => Some(d),
+        Ok(ConsumerEvent::Deliver(d)) => Some(*d),
         _ => None,
     }
 }

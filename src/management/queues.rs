@@ -27,6 +27,8 @@ fn queue_json(api: &Api, vhost: &str, q: &Queue) -> Json {
         "messages_ready": c.ready,
         "messages_unacknowledged": c.unacked,
         "message_bytes": c.ready_bytes,
+        "messages_ram": c.ready + c.unacked - c.paged_out,
+        "messages_paged_out": c.paged_out,
         "consumers": c.consumers,
         "message_stats": {
             "publish": stat(&q.stats.published),

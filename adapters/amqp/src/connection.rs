@@ -310,7 +310,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     fn on_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(d) => match self.channels.get_mut(&(d.cookie as u16)).filter(|ch| ch.cookie == d.cookie) {
-                Some(ch) => ch.deliver(&mut self.session, d),
+                Some(ch) => ch.deliver(&mut self.session, *d),
                 None if !d.no_ack => d.queue.reject(&[d.seq], true),
                 None => {}
             },

@@ -428,7 +428,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         queue.kick();
                     }
                 }
-                self.deliver(d);
+                self.deliver(*d);
             }
             ConsumerEvent::Cancelled { cookie, .. } => {
                 self.client.consumers.remove(&cookie);

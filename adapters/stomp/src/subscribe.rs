@@ -172,7 +172,7 @@ impl Conn {
                         sub.queue.kick();
                     }
                 }
-                self.deliver(d);
+                self.deliver(*d);
             }
             ConsumerEvent::Cancelled { cookie, .. } => {
                 if let Some(id) = self.by_cookie.remove(&cookie) {

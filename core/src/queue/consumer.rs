@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 /// What a queue tells a consumer.
 #[derive(Debug)]
 pub enum ConsumerEvent {
-    Deliver(Delivery),
+    /// Boxed: every connection's event channel preallocates a block of 32 events, so the event's
+    /// size is paid for by every idle connection.
+    Deliver(Box<Delivery>),
     /// The queue went away (deleted, expired); the consumer with this tag is cancelled.
     Cancelled { tag: Arc<str>, cookie: u64 },
 }

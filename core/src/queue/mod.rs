@@ -99,6 +99,8 @@ pub struct QueueCounts {
     pub unacked: usize,
     pub consumers: usize,
     pub ready_bytes: usize,
+    /// Ready messages whose bodies wait on disk only (see `paging`).
+    pub paged_out: usize,
     /// Dropped from the head because the queue was full, since the broker started.
     pub overflow_drops: u64,
 }
@@ -215,6 +217,7 @@ impl Queue {
             unacked: st.unacked.len(),
             consumers: st.consumers.len(),
             ready_bytes: st.ready_bytes,
+            paged_out: st.paged.as_ref().map_or(0, |p| p.on_disk),
             overflow_drops: st.overflow_drops,
         }
     }
@@ -350,7 +353,7 @@ impl Queue {
             };
             // Counted before it is sent: the adapter may write it out (and uncount it) at once.
             consumer.spec.channel_credit.queued(delivery_size);
-            if consumer.spec.sink.send(ConsumerEvent::Deliver(delivery)).is_err() {
+            if consumer.spec.sink.send(ConsumerEvent::Deliver(Box::new(delivery))).is_err() {
                 // The consumer's connection is gone; its channel cleanup will cancel it.
                 consumer.spec.channel_credit.written(delivery_size);
                 st.consumers.remove(index);

@@ -26,6 +26,7 @@ impl Queue {
             unacked: st.unacked.len(),
             consumers: st.readers.len(),
             ready_bytes: st.bytes(),
+            paged_out: 0,
             overflow_drops: 0,
         }
     }
@@ -148,7 +149,7 @@ impl Queue {
                     remaining: 0,
                     stream_offset: Some(offset),
                 };
-                if reader.sink.send(ConsumerEvent::Deliver(delivery)).is_err() {
+                if reader.sink.send(ConsumerEvent::Deliver(Box::new(delivery))).is_err() {
                     st.settle(id);
                     gone = true;
                     break;
