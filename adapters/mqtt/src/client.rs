@@ -48,7 +48,9 @@ pub struct Client {
     pub session: SessionState,
     /// The session outlives the connection (clean session 0 / expiry > 0).
     pub persistent: bool,
-    pub queue: Arc<Queue>,
+    /// The session queue. A clean session gets it at its first ordinary subscription: a client
+    /// that only publishes never costs a queue (see `session_queue`).
+    pub queue: Option<Arc<Queue>>,
     /// Consumer cookie -> (queue, consumer id, what it feeds).
     pub consumers: HashMap<u64, (Arc<Queue>, u64, Feed)>,
     pub next_cookie: u64,
@@ -111,6 +113,17 @@ impl Client {
         }
     }
 
+    /// The session queue, declared and consumed now if this is its first use.
+    pub fn session_queue(&mut self) -> junction_core::CoreResult<Arc<Queue>> {
+        if let Some(queue) = &self.queue {
+            return Ok(queue.clone());
+        }
+        let queue = crate::connect::declare_session_queue(&self.mqtt, &self.vhost, &self.id, self.persistent)?;
+        self.queue = Some(queue.clone());
+        crate::connect::consume(self, queue.clone(), SESSION_COOKIE, Feed::Session);
+        Ok(queue)
+    }
+
     /// This connection's counters, once it is admitted.
     pub fn traffic(&self) -> Option<&junction_core::registry::Traffic> {
         self.permit.as_ref().map(|p| &*p.registration.entry.traffic)
@@ -126,7 +139,7 @@ impl Client {
         access: Access,
         session: SessionState,
         persistent: bool,
-        queue: Arc<Queue>,
+        queue: Option<Arc<Queue>>,
         events_tx: mpsc::UnboundedSender<ConsumerEvent>,
     ) -> Client {
         Client {

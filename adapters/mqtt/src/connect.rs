@@ -197,7 +197,11 @@ where
     state.expiry_secs = c.session_expiry;
     state.disconnected_at_ms = 0;
     let persistent = c.session_expiry > 0;
-    let queue = match session_queue(mqtt, &vhost, &id, persistent) {
+    // A persistent session's queue collects messages while the client is away, so it exists
+    // from the start, as does one a resumed session already has; a new clean session's waits
+    // for its first subscription.
+    let needs_queue = persistent || vhost.queue(&session::queue_name(&id)).is_some();
+    let queue = match needs_queue.then(|| declare_session_queue(mqtt, &vhost, &id, persistent)).transpose() {
         Ok(q) => q,
         Err(e) => {
             tracing::warn!(client = %id, error = %e, "cannot open MQTT session queue");
@@ -223,7 +227,7 @@ fn generated_id() -> String {
 }
 
 /// Declares the queue holding the client's messages: durable for a persistent session.
-fn session_queue(
+pub fn declare_session_queue(
     mqtt: &Mqtt,
     vhost: &junction_core::VHost,
     id: &str,
@@ -245,8 +249,9 @@ fn session_queue(
 /// Starts consuming the session queue and the direct feeds of `$share`/`$queue`
 /// subscriptions, and resends PUBREL for QoS 2 exchanges still waiting for PUBCOMP.
 fn start_feeds(client: &mut Client, framing: &mut Framing) {
-    let queue = client.queue.clone();
-    consume(client, queue, SESSION_COOKIE, Feed::Session);
+    if let Some(queue) = client.queue.clone() {
+        consume(client, queue, SESSION_COOKIE, Feed::Session);
+    }
     let direct: Vec<String> =
         client.session.subscriptions.keys().filter(|f| crate::handlers::direct_queue(f).is_some()).cloned().collect();
     for filter in direct {

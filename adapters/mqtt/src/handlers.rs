@@ -362,7 +362,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !valid_filter(filter) {
             return Err(reason::TOPIC_FILTER_INVALID);
         }
-        if let Err(e) = crate::authz::may_subscribe(&self.client.access, &self.client.vhost, filter, self.client.queue.name()) {
+        let queue_name = session::queue_name(&self.client.id);
+        if let Err(e) = crate::authz::may_subscribe(&self.client.access, &self.client.vhost, filter, &queue_name) {
             tracing::debug!(client = %self.client.id, reason = %e.message, "MQTT subscribe refused");
             return Err(reason::NOT_AUTHORIZED);
         }
@@ -380,11 +381,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             attach_direct(&mut self.client, filter);
             return Ok(true);
         }
-        let queue = self.client.queue.name().to_string();
+        let queue = self.client.session_queue().map_err(|e| {
+            tracing::warn!(client = %self.client.id, error = %e, "cannot open MQTT session queue");
+            reason::UNSPECIFIED
+        })?;
         let pattern = mqtt_filter_to_amqp(filter);
         self.client
             .vhost
-            .bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &queue, &pattern, Table::default(), 0)
+            .bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, queue.name(), &pattern, Table::default(), 0)
             .map_err(|_| reason::UNSPECIFIED)?;
         Ok(true)
     }
@@ -404,7 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             return reason::SUCCESS;
         }
-        let queue = self.client.queue.name().to_string();
+        let Some(queue) = self.client.queue.as_ref().map(|q| q.name().to_string()) else { return reason::SUCCESS };
         let pattern = mqtt_filter_to_amqp(filter);
         let _ = self.client.vhost.unbind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &queue, &pattern, &Table::default(), 0);
         reason::SUCCESS
