@@ -190,3 +190,30 @@ def test_cancel_ok_and_no_more_deliveries_after_cancel(broker):
     idle(conn, 0.3)
     assert got == []
     assert get_all(ch, queue) == [b"after cancel"]
+
+
+@pytest.mark.parametrize("close", ["clean", "abrupt"])
+def test_deliveries_not_yet_written_out_go_back_when_the_connection_ends(broker, close):
+    """With no prefetch limit the broker hands the connection up to a send window of deliveries
+    at once; the ones it had not written out when the connection ended must return to the queue
+    (they used to stay unacknowledged until a restart)."""
+    bodies = [b"m%05d" % i for i in range(5000)]
+    ch = broker.connect().channel()
+    queue = declare_and_fill(broker, ch, bodies)
+    conn = broker.connect()
+    consumer = conn.channel()
+    consumer.basic_qos(prefetch_count=0)
+    got = []
+    for method, _props, body in consumer.consume(queue, inactivity_timeout=10):
+        assert method is not None, "no delivery"
+        got.append(body)
+        if len(got) == 10:
+            consumer.basic_ack(method.delivery_tag, multiple=True)
+            break
+    if close == "clean":
+        conn.close()
+    else:
+        drop_abruptly(conn)
+    wait_until(None, lambda: ch.queue_declare(queue, passive=True).method.message_count == len(bodies) - 10,
+               timeout=10, what="every unacknowledged delivery back in the queue")
+    assert get_all(ch, queue) == bodies[10:]
