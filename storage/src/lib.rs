@@ -151,10 +151,13 @@ impl Store {
     /// Blocks until the writes a ticket covers are readable (or the writer stopped). Writes are
     /// applied within milliseconds; a reader that finds them still pending after
     /// `READ_AFTER_WRITE_LIMIT` reads anyway rather than hang.
-    pub fn wait_written(&self, ticket: u64) {
-        if !self.progress.wait(ticket, READ_AFTER_WRITE_LIMIT) {
+    /// True when they are.
+    pub fn wait_written(&self, ticket: u64) -> bool {
+        let applied = self.progress.wait(ticket, READ_AFTER_WRITE_LIMIT);
+        if !applied {
             tracing::warn!("the store writer is behind; reading before earlier writes are applied");
         }
+        applied
     }
 
     fn send(&self, request: Request) {

@@ -85,8 +85,15 @@ impl Progress {
 const MAX_OPS_PER_BATCH: usize = 50_000;
 
 pub(crate) fn run(db: Arc<DB>, requests: Receiver<Request>, stats: Arc<WriterStats>, progress: Arc<Progress>) {
-    write_batches(&db, &requests, &stats, &progress);
-    progress.finish();
+    /// Releases readers however the writer ends, a panic included.
+    struct Finish(Arc<Progress>);
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            self.0.finish();
+        }
+    }
+    let finish = Finish(progress);
+    write_batches(&db, &requests, &stats, &finish.0);
 }
 
 fn write_batches(db: &DB, requests: &Receiver<Request>, stats: &WriterStats, progress: &Progress) {

@@ -372,15 +372,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Err(reason::TOPIC_FILTER_INVALID);
             }
         }
+        let subscription = Subscription::new(options, id);
         let is_new = !self.client.session.subscriptions.contains_key(filter);
-        self.client.session.subscriptions.insert(filter.to_string(), Subscription::new(options, id));
         if !is_new {
+            self.client.session.subscriptions.insert(filter.to_string(), subscription);
             return Ok(false);
         }
         if direct_queue(filter).is_some() {
+            self.client.session.subscriptions.insert(filter.to_string(), subscription);
             attach_direct(&mut self.client, filter);
             return Ok(true);
         }
+        // Recorded only once bound: a failed SUBSCRIBE retried must bind again.
         let queue = self.client.session_queue().map_err(|e| {
             tracing::warn!(client = %self.client.id, error = %e, "cannot open MQTT session queue");
             reason::UNSPECIFIED
@@ -390,6 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .vhost
             .bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, queue.name(), &pattern, Table::default(), 0)
             .map_err(|_| reason::UNSPECIFIED)?;
+        self.client.session.subscriptions.insert(filter.to_string(), subscription);
         Ok(true)
     }
 

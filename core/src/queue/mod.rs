@@ -5,6 +5,7 @@
 pub mod args;
 pub mod consumer;
 mod dead_letter;
+mod paged_state;
 pub mod paging;
 mod state;
 pub mod stream;

@@ -44,13 +44,17 @@ pub struct Pager {
     pub recovered_below: u64,
 }
 
-/// Messages with seqs in `first..=last`: on disk only, except the pinned ones.
+/// Messages with seqs in `first..=last`: on disk only, except the pinned ones (see
+/// `paged_state` for the invariant that makes reading that span safe).
 #[derive(Debug)]
 pub struct Paged {
     pub first: u64,
+    /// `first - 1` while the range is empty.
     pub last: u64,
     pub on_disk: usize,
     pub pinned: BTreeMap<u64, Entry>,
+    /// Messages past `last + 1`, in memory until the seqs before them arrive.
+    pub waiting: BTreeMap<u64, Entry>,
     /// Body bytes of every message of the range, pinned or not.
     pub bytes: usize,
     /// A store write ticket covering every log entry of the range.
@@ -58,12 +62,14 @@ pub struct Paged {
 }
 
 impl Paged {
+    /// An empty range whose first member will be `seq`.
     pub fn starting_at(seq: u64) -> Paged {
-        Paged { first: seq, last: seq, on_disk: 0, pinned: BTreeMap::new(), bytes: 0, ticket: 0 }
+        let (pinned, waiting) = (BTreeMap::new(), BTreeMap::new());
+        Paged { first: seq, last: seq - 1, on_disk: 0, pinned, waiting, bytes: 0, ticket: 0 }
     }
 
     pub fn len(&self) -> usize {
-        self.on_disk + self.pinned.len()
+        self.on_disk + self.pinned.len() + self.waiting.len()
     }
 }
 
@@ -107,7 +113,7 @@ impl Pager {
     /// Reads the range back from its start: up to `want` messages and about `want_bytes` of
     /// bodies (at least one message).
     pub fn page_in(&self, paged: &Paged, want: usize, want_bytes: usize) -> Result<PageIn, junction_storage::StoreError> {
-        self.store.wait_written(paged.ticket);
+        let applied = self.store.wait_written(paged.ticket);
         let mut log = self.store.read_queue_log(self.queue_id, paged.first, paged.last, want)?;
         let exhausted = log.len() < want;
         let size_of = |e: &LogEntry| match paged.pinned.get(&e.seq) {
@@ -123,26 +129,44 @@ impl Pager {
         if let Some(at) = keep {
             log.truncate(at.max(1));
         }
+        let disk: Vec<LogEntry> = log.iter().filter(|e| !paged.pinned.contains_key(&e.seq)).copied().collect();
+        let missing = exhausted && disk.len() < paged.on_disk;
         let read_to = match log.last() {
             Some(last) if truncated || !exhausted => last.seq,
+            // Fewer entries than counted while writes are still pending: read again later
+            // rather than take the range for read to its end.
+            _ if missing && !applied => log.last().map_or(paged.first - 1, |e| e.seq),
             _ => paged.last,
         };
-        let disk: Vec<LogEntry> = log.into_iter().filter(|e| !paged.pinned.contains_key(&e.seq)).collect();
+        if missing && applied {
+            tracing::error!(queue_id = self.queue_id, "paged messages are missing from the store's queue log");
+        }
         let ids: Vec<u64> = disk.iter().map(|e| e.body_id).collect();
         let bodies = self.store.read_bodies(&ids)?;
         let mut out = PageIn { entries: Vec::with_capacity(disk.len()), taken_from_disk: disk.len(), lost_bytes: 0, read_to };
         let mut lost = Vec::new();
+        let mut undecodable = 0;
         for (log_entry, body) in disk.iter().zip(bodies) {
-            match body.as_deref().and_then(Message::decode) {
-                Some(msg) => out.entries.push(self.entry_from_store(log_entry, msg)),
-                None => {
-                    out.lost_bytes += log_entry.size_and_holders.map_or(0, |(size, _)| size as usize);
-                    lost.push(Op::Dequeue { queue_id: self.queue_id, seq: log_entry.seq });
-                }
+            let decoded = body.as_deref().map(Message::decode);
+            if let Some(Some(msg)) = decoded {
+                out.entries.push(self.entry_from_store(log_entry, msg));
+                continue;
+            }
+            out.lost_bytes += log_entry.size_and_holders.map_or(0, |(size, _)| size as usize);
+            match decoded {
+                // A body that is there but unreadable stays on disk: never delete what we
+                // cannot read (another version may).
+                Some(None) => undecodable += 1,
+                _ => lost.push(Op::Dequeue { queue_id: self.queue_id, seq: log_entry.seq }),
             }
         }
-        if !lost.is_empty() {
-            tracing::error!(queue_id = self.queue_id, count = lost.len(), "paged messages have no readable body; dropping them");
+        if !lost.is_empty() || undecodable > 0 {
+            tracing::error!(
+                queue_id = self.queue_id,
+                missing = lost.len(),
+                undecodable,
+                "paged messages cannot be read back; they leave the queue"
+            );
             self.store.submit(lost);
         }
         let footprint: usize = out.entries.iter().map(|e| e.msg.memory_footprint()).sum();

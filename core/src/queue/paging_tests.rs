@@ -2,7 +2,7 @@ use crate::broker::Broker;
 use crate::message::{Message, Table, Value};
 use crate::persist::DestinationKind;
 use crate::queue::Queue;
-use crate::test_support::{body, broker, declare, msg};
+use crate::test_support::{body, broker, consumer, declare, msg, next};
 use crate::vhost::VHost;
 use std::sync::Arc;
 
@@ -149,4 +149,81 @@ fn an_unknown_queue_mode_is_refused() {
     let mut args = Table::default();
     args.insert("x-queue-mode", Value::str("sleepy"));
     assert!(b.vhost("/").unwrap().declare_queue(declare("q", true, args)).is_err());
+}
+
+fn bodies_of(deliveries: &[crate::queue::Delivery]) -> Vec<String> {
+    deliveries.iter().map(|d| String::from_utf8(body(d).to_vec()).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn requeued_messages_never_bring_unacknowledged_ones_into_a_paged_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("q", true, lazy(&[]))).unwrap();
+    publish(&b, &v, "q", numbered(0..100)).await;
+    let q = v.queue("q").unwrap();
+    let (spec_a, mut rx_a) = consumer(50);
+    let (spec_b, mut rx_b) = consumer(50);
+    let a = q.consume(spec_a).unwrap();
+    let b_id = q.consume(spec_b).unwrap();
+    let got_a: Vec<_> = std::iter::from_fn(|| next(&mut rx_a)).collect();
+    let got_b: Vec<_> = std::iter::from_fn(|| next(&mut rx_b)).collect();
+    assert_eq!((got_a.len(), got_b.len()), (50, 50));
+    // A goes away: its 50 come back, ahead of a new message; B's stay unacknowledged.
+    q.cancel(a);
+    q.cancel(b_id);
+    q.reject(&got_a.iter().map(|d| d.seq).collect::<Vec<_>>(), true);
+    publish(&b, &v, "q", ["m100".to_string()]).await;
+    q.ack(&[got_b[0].seq]);
+    let mut expected = bodies_of(&got_a);
+    expected.push("m100".into());
+    assert_eq!(drain(&q), expected, "nothing of B's, nothing twice");
+    assert_eq!((q.counts().ready, q.counts().unacked), (0, 49));
+}
+
+#[tokio::test]
+async fn accepts_that_overtake_each_other_wait_for_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("q", true, lazy(&[]))).unwrap();
+    publish(&b, &v, "q", numbered(0..40)).await;
+    let q = v.queue("q").unwrap();
+    // Two publishers reserve 41 and 42; the second is accepted first, then the queue reads
+    // its range back, then the first is accepted. (Messages of two publishers have no order
+    // between them; each publisher's own stay in order.)
+    let m = |text: &str| Arc::new(msg(text, false));
+    let (first, second) = (q.reserve(&m("x")).unwrap(), q.reserve(&m("y")).unwrap());
+    q.accept(second, m("second"), None);
+    let mut expected = numbered(0..40);
+    expected.push("second".into());
+    assert_eq!(drain(&q), expected, "the range ends before the seq still being published");
+    q.accept(first, m("first"), None);
+    assert_eq!(drain(&q), vec!["first".to_string()], "the late one is not lost, nothing twice");
+    assert_eq!(q.counts().ready, 0);
+}
+
+#[tokio::test]
+async fn an_expired_head_gives_way_to_the_paged_messages_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let v = b.vhost("/").unwrap();
+    v.declare_queue(declare("short", true, lazy(&[]))).unwrap();
+    let q = v.queue("short").unwrap();
+    for text in numbered(0..300) {
+        let expiring = crate::message::Properties { persistent: true, expiration_ms: Some(30), ..Default::default() };
+        let m = Message::new("", "short", expiring, bytes::Bytes::from(text));
+        v.publish("", m, false).unwrap();
+    }
+    publish(&b, &v, "short", ["fresh".to_string()]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(q.get(true).map(|d| body(&d).to_vec()), Some(b"fresh".to_vec()), "300 expired messages skipped");
+
+    // With a queue TTL the timer alone empties a backlog many windows long.
+    v.declare_queue(declare("ttl", true, lazy(&[("x-message-ttl", Value::I32(30))]))).unwrap();
+    publish(&b, &v, "ttl", numbered(0..300)).await;
+    let q = v.queue("ttl").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(q.counts().ready, 0);
 }

@@ -87,6 +87,9 @@ pub struct QueueState {
     pub pager: Option<Pager>,
     /// Ready messages newer than the head, left on disk.
     pub paged: Option<Paged>,
+    /// The highest seq ever put among the ready messages: a paged range only starts above it,
+    /// so that no message elsewhere (delivered, in the head) has a seq inside the range.
+    pub highest_pushed: u64,
     pub unacked: HashMap<u64, Unacked>,
     pub consumers: Vec<Consumer>,
     /// Round-robin position among consumers.
@@ -105,6 +108,7 @@ impl QueueState {
             ready_bytes: 0,
             pager: pager.filter(|_| levels == 1),
             paged: None,
+            highest_pushed: 0,
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
@@ -123,8 +127,8 @@ impl QueueState {
         self.ready.iter().map(VecDeque::len).sum::<usize>() + self.paged.as_ref().map_or(0, Paged::len)
     }
 
-    /// Body bytes of the ready messages held in memory.
-    fn head_bytes(&self) -> usize {
+    /// Body bytes of the ready messages in the head.
+    pub(super) fn head_bytes(&self) -> usize {
         self.ready_bytes - self.paged.as_ref().map_or(0, |p| p.bytes)
     }
 
@@ -134,13 +138,12 @@ impl QueueState {
     }
 
     /// Puts an entry among the ready messages at its seq position (new messages land at the
-    /// tail; requeued ones go back where they were).
+    /// tail; requeued ones go back where they were). A paging queue sends it to its paged range
+    /// instead when it belongs there (see `paged_state`).
     pub fn push_ready(&mut self, entry: Entry) {
-        let level = self.level_of(&entry.msg);
         self.ready_bytes += entry.msg.size();
-        if self.goes_to_paged(entry.seq) {
-            return self.page_out(entry);
-        }
+        let Some(entry) = self.offer_to_range(entry) else { return };
+        let level = self.level_of(&entry.msg);
         let deque = &mut self.ready[level];
         let at_tail = deque.back().is_none_or(|last| last.seq < entry.seq);
         if at_tail {
@@ -151,118 +154,28 @@ impl QueueState {
         }
     }
 
-    /// Whether a message with this seq belongs in the paged range: past the start of one, or
-    /// past a full head (which starts one).
-    fn goes_to_paged(&mut self, seq: u64) -> bool {
-        let Some(pager) = &self.pager else { return false };
-        if let Some(paged) = &self.paged {
-            return seq >= paged.first;
-        }
-        let head = &self.ready[0];
-        let full = head.len() >= pager.window.messages || self.ready_bytes > pager.window.bytes;
-        if full && head.back().is_none_or(|last| last.seq < seq) {
-            self.paged = Some(Paged::starting_at(seq));
-            return true;
-        }
-        false
-    }
-
-    fn page_out(&mut self, entry: Entry) {
-        let (Some(pager), Some(paged)) = (&self.pager, &mut self.paged) else {
-            unreachable!("only called once goes_to_paged made a range")
-        };
-        paged.last = paged.last.max(entry.seq);
-        paged.bytes += entry.msg.size();
-        if pager.can_page_out(&entry) {
-            paged.on_disk += 1;
-            paged.ticket = pager.store.write_ticket();
-            pager.resources.sub_message_bytes(entry.msg.memory_footprint());
-        } else {
-            paged.pinned.insert(entry.seq, entry);
-        }
-    }
-
-    /// Counts a message recovered from the store that stays on disk (its body unread).
-    pub fn recover_paged(&mut self, seq: u64, size: usize) {
-        self.note_recovered(seq);
-        let paged = self.paged.get_or_insert_with(|| Paged::starting_at(seq));
-        paged.last = paged.last.max(seq);
-        paged.on_disk += 1;
-        paged.bytes += size;
-        self.ready_bytes += size;
-    }
-
-    /// Messages up to `seq` came from the store at start-up.
-    pub fn note_recovered(&mut self, seq: u64) {
-        if let Some(pager) = &mut self.pager {
-            pager.recovered_below = pager.recovered_below.max(seq + 1);
-        }
-    }
-
-    /// Reads paged messages back into the head once it runs below half its window, and until
-    /// it holds something while any are paged.
-    fn refill(&mut self) {
-        let Some(pager) = &self.pager else { return };
-        let low = self.ready[0].len() <= pager.window.messages / 2 && self.head_bytes() <= pager.window.bytes / 2;
-        if !low {
-            return;
-        }
-        loop {
-            if !self.page_in_once() || !self.ready[0].is_empty() {
-                return;
-            }
-        }
-    }
-
-    /// Reads one batch back; false when nothing is paged or the store failed.
-    fn page_in_once(&mut self) -> bool {
-        let head_bytes = self.head_bytes();
-        let (Some(pager), Some(paged)) = (&self.pager, &mut self.paged) else { return false };
-        let head = &mut self.ready[0];
-        let want = pager.window.messages.saturating_sub(head.len()).max(1);
-        let want_bytes = pager.window.bytes.saturating_sub(head_bytes).max(1);
-        let page = match pager.page_in(paged, want, want_bytes) {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read paged messages back from the store");
-                return false;
-            }
-        };
-        let rest = paged.pinned.split_off(&(page.read_to + 1));
-        let pinned = std::mem::replace(&mut paged.pinned, rest);
-        let mut back: Vec<Entry> = page.entries;
-        back.extend(pinned.into_values());
-        back.sort_unstable_by_key(|e| e.seq);
-        let back_bytes: usize = back.iter().map(|e| e.msg.size()).sum();
-        paged.bytes = paged.bytes.saturating_sub(back_bytes + page.lost_bytes);
-        paged.on_disk = paged.on_disk.saturating_sub(page.taken_from_disk);
-        paged.first = page.read_to + 1;
-        self.ready_bytes -= page.lost_bytes.min(self.ready_bytes);
-        head.extend(back);
-        if paged.first > paged.last {
-            // Whatever the counts still say is not on disk: the range is read to its end.
-            self.ready_bytes -= paged.bytes.min(self.ready_bytes);
-            self.paged = None;
-        }
-        true
-    }
-
     /// The oldest ready message of the highest non-empty priority; expired heads are dropped
     /// on the way (messages expire only when they reach the head, as in RabbitMQ).
     pub fn pop_ready(&mut self, now: Instant, fx: &mut Effects) -> Option<Entry> {
-        self.refill();
-        for level in (0..self.ready.len()).rev() {
-            while let Some(entry) = self.ready[level].pop_front() {
-                self.ready_bytes -= entry.msg.size();
-                if entry.expired(now) {
-                    fx.dead_letters.push((entry.msg.clone(), DropReason::Expired));
-                    fx.released.push(entry);
-                    continue;
+        loop {
+            self.refill();
+            for level in (0..self.ready.len()).rev() {
+                while let Some(entry) = self.ready[level].pop_front() {
+                    self.ready_bytes -= entry.msg.size();
+                    if entry.expired(now) {
+                        fx.dead_letters.push((entry.msg.clone(), DropReason::Expired));
+                        fx.released.push(entry);
+                        continue;
+                    }
+                    return Some(entry);
                 }
-                return Some(entry);
+            }
+            // The head expired away while messages wait on disk: read on, unless reading
+            // brings nothing back (the store failed).
+            if self.paged.is_none() || !self.page_in_once() {
+                return None;
             }
         }
-        None
     }
 
     /// Drops the oldest ready message (for `x-overflow: drop-head`).
@@ -281,8 +194,21 @@ impl QueueState {
     }
 
     /// Drops expired messages at the heads and returns the earliest remaining head deadline.
+    /// A paging queue reads a few windows back per call; if its head is still all expired after
+    /// them, it asks to be called again at once.
     pub fn expire_heads(&mut self, now: Instant, fx: &mut Effects) -> Option<Instant> {
-        self.refill();
+        const WINDOWS_PER_CALL: usize = 8;
+        for _ in 0..WINDOWS_PER_CALL {
+            self.refill();
+            let next = self.expire_in_memory(now, fx);
+            if next.is_some() || self.paged.is_none() || !self.ready[0].is_empty() {
+                return next;
+            }
+        }
+        Some(now)
+    }
+
+    fn expire_in_memory(&mut self, now: Instant, fx: &mut Effects) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for level in 0..self.ready.len() {
             while self.ready[level].front().is_some_and(|e| e.expired(now)) {
@@ -341,6 +267,7 @@ impl QueueState {
             n += paged.len();
             let pinned: Vec<u64> = paged.pinned.keys().copied().collect();
             fx.released.extend(paged.pinned.into_values());
+            fx.released.extend(paged.waiting.into_values());
             fx.paged_away = Some(PagedAway { first: paged.first, last: paged.last, ticket: paged.ticket, pinned });
         }
         self.ready_bytes = 0;
