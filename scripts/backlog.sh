@@ -45,15 +45,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 
-# 1234567 -> 1,234,567
-thousands() {
-  sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"
-}
-
-now_ms() {
-  echo $(($(date +%s%N) / 1000000))
-}
-
 # Resident memory of the broker now (VmRSS), in MiB.
 rss_mib() {
   awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$JUNCTION_PID/status"
@@ -135,19 +126,11 @@ publish_phase() {
 # kill -9 with the full backlog, restart on the same data dir; one row in recovery.tsv:
 # messages recovered, store recovery ms, port accepting ms, RSS MiB, data dir MiB. Sets RECOVERED.
 kill_and_restart() {
-  local log=$WORK/restart.log started accepting line millis
-  kill -KILL "$JUNCTION_PID"
-  wait "$JUNCTION_PID" 2>/dev/null || true
-  started=$(now_ms)
-  start_junction "$WORK/data" "$PORT" "$log"
-  wait_port "$PORT" 3600 "$JUNCTION_PID"
-  accepting=$(($(now_ms) - started))
-  line=$(grep -m1 'store recovered' "$log") || { echo "no 'store recovered' line in $log" >&2; exit 1; }
-  RECOVERED=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' <<<"$line")
-  millis=$(sed -n 's/.*millis=\([0-9]*\).*/\1/p' <<<"$line")
-  echo "restart: store recovered $RECOVERED messages in $millis ms; AMQP port accepting after $accepting ms" >&2
+  kill9_and_restart_junction "$WORK/data" "$PORT" "$WORK/restart.log" 3600
+  RECOVERED=$RESTART_MESSAGES
+  echo "restart: store recovered $RECOVERED messages in $RESTART_MILLIS ms; AMQP port accepting after $RESTART_ACCEPTING_MS ms" >&2
   [ "$RECOVERED" -ge "$TOTAL" ] || { echo "recovered $RECOVERED messages, expected $TOTAL" >&2; exit 1; }
-  printf '%s\t%s\t%s\t%s\t%s\n' "$RECOVERED" "$millis" "$accepting" "$(rss_mib)" "$(data_mib)" >"$WORK/recovery.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$RECOVERED" "$RESTART_MILLIS" "$RESTART_ACCEPTING_MS" "$(rss_mib)" "$(data_mib)" >"$WORK/recovery.tsv"
 }
 
 # Drains the backlog in CHUNKS runs; one row per chunk in drain.tsv (backlog: what is left,

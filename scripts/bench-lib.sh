@@ -45,6 +45,32 @@ start_junction() {
   start_junction_with "$1" "$3" --amqp "127.0.0.1:$2" --mqtt off
 }
 
+# 1234567 -> 1,234,567
+thousands() {
+  sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"
+}
+
+now_ms() {
+  echo $(($(date +%s%N) / 1000000))
+}
+
+# SIGKILLs the Junction at $JUNCTION_PID and restarts it on data dir $1, AMQP port $2, log $3,
+# waiting up to $4 s for the port. Sets RESTART_MESSAGES and RESTART_MILLIS (from the broker's
+# own log line `store recovered ... messages=N millis=M`) and RESTART_ACCEPTING_MS (from starting
+# the process until the port accepts a TCP connection).
+kill9_and_restart_junction() {
+  local dir=$1 port=$2 log=$3 limit=$4 started line
+  kill -KILL "$JUNCTION_PID"
+  wait "$JUNCTION_PID" 2>/dev/null || true
+  started=$(now_ms)
+  start_junction "$dir" "$port" "$log"
+  wait_port "$port" "$limit" "$JUNCTION_PID"
+  RESTART_ACCEPTING_MS=$(($(now_ms) - started))
+  line=$(grep -m1 'store recovered' "$log") || { echo "no 'store recovered' line in $log" >&2; exit 1; }
+  RESTART_MESSAGES=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' <<<"$line")
+  RESTART_MILLIS=$(sed -n 's/.*millis=\([0-9]*\).*/\1/p' <<<"$line")
+}
+
 # Starts a private RabbitMQ node under directory $1 with AMQP port $2 and the plugins named by
 # the further arguments (e.g. rabbitmq_mqtt); sets RABBIT_PID. $1/rabbitmq.conf, if the caller
 # wrote one, is its configuration file. Everything it writes (mnesia, logs, cookie, feature flags)

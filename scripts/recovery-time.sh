@@ -22,15 +22,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 
-# 1234567 -> 1,234,567
-thousands() {
-  sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"
-}
-
-now_ms() {
-  echo $(($(date +%s%N) / 1000000))
-}
-
 # Fills the queue and checks that every message was confirmed.
 publish() {
   local url=$1 confirmed
@@ -43,19 +34,11 @@ publish() {
 
 # Kills the running broker with SIGKILL, restarts it, and appends one table row to $ROWS.
 kill_and_restart() {
-  local n=$1 log=$WORK/restart-$1.log started accepting line messages millis
-  kill -KILL "$JUNCTION_PID"
-  wait "$JUNCTION_PID" 2>/dev/null || true
-  started=$(now_ms)
-  start_junction "$WORK/data" "$PORT" "$log"
-  wait_port "$PORT" 600 "$JUNCTION_PID"
-  accepting=$(($(now_ms) - started))
-  line=$(grep -m1 'store recovered' "$log") || { echo "no 'store recovered' line in $log" >&2; exit 1; }
-  messages=$(sed -n 's/.*messages=\([0-9]*\).*/\1/p' <<<"$line")
-  millis=$(sed -n 's/.*millis=\([0-9]*\).*/\1/p' <<<"$line")
-  echo "restart $n: store recovered $messages messages in $millis ms; AMQP port accepting after $accepting ms" >&2
-  [ "$messages" -ge "$COUNT" ] || { echo "recovered $messages messages, expected $COUNT" >&2; exit 1; }
-  printf '| %s | %s | %s ms | %s ms |\n' "$n" "$(thousands "$messages")" "$millis" "$accepting" >>"$ROWS"
+  local n=$1
+  kill9_and_restart_junction "$WORK/data" "$PORT" "$WORK/restart-$n.log" 600
+  echo "restart $n: store recovered $RESTART_MESSAGES messages in $RESTART_MILLIS ms; AMQP port accepting after $RESTART_ACCEPTING_MS ms" >&2
+  [ "$RESTART_MESSAGES" -ge "$COUNT" ] || { echo "recovered $RESTART_MESSAGES messages, expected $COUNT" >&2; exit 1; }
+  printf '| %s | %s | %s ms | %s ms |\n' "$n" "$(thousands "$RESTART_MESSAGES")" "$RESTART_MILLIS" "$RESTART_ACCEPTING_MS" >>"$ROWS"
 }
 
 write_section() {

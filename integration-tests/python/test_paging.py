@@ -30,6 +30,16 @@ def publish_all(ch, queue, bodies):
         ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
 
 
+def lazy_queue_with(broker, ch, what, bodies):
+    """Declares a durable lazy queue and publishes `bodies` to it, persistent and confirmed."""
+    queue = broker.name(what)
+    ch.queue_declare(queue, durable=True, arguments={"x-queue-mode": "lazy"})
+    ch.confirm_delivery()
+    for body in bodies:
+        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    return queue
+
+
 def numbered(prefix, n):
     return [("%s-%06d" % (prefix, i)).encode() for i in range(n)]
 
@@ -66,13 +76,9 @@ def test_a_backlog_beyond_the_window_waits_on_disk_and_drains_in_order(broker):
 
 @pytest.mark.timeout(120)
 def test_a_lazy_queue_keeps_its_backlog_through_kill_9(broker):
-    queue = broker.name("lazy")
     ch = broker.connect().channel()
-    ch.queue_declare(queue, durable=True, arguments={"x-queue-mode": "lazy"})
-    ch.confirm_delivery()
     sent = numbered("l", 2000)
-    for body in sent:
-        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))  # confirmed
+    queue = lazy_queue_with(broker, ch, "lazy", sent)
     ch.basic_publish("", queue, b"transient")  # not persistent: gone after the kill
     info = queue_info(broker, queue)
     assert info["messages_ram"] <= LAZY_WINDOW + 1, info
@@ -100,12 +106,8 @@ def test_a_lazy_queue_keeps_its_backlog_through_kill_9(broker):
 
 @pytest.mark.timeout(60)
 def test_purging_a_paged_queue_empties_it_for_good(broker):
-    queue = broker.name("purge")
     ch = broker.connect().channel()
-    ch.queue_declare(queue, durable=True, arguments={"x-queue-mode": "lazy"})
-    ch.confirm_delivery()
-    for body in numbered("p", 300):
-        ch.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    queue = lazy_queue_with(broker, ch, "purge", numbered("p", 300))
     assert ch.queue_purge(queue).method.message_count == 300
     ch.basic_publish("", queue, b"after", pika.BasicProperties(delivery_mode=2))
     broker.restart()
