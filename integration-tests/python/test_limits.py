@@ -12,8 +12,8 @@ pytestmark = pytest.mark.junction_only
 WAIT = 10
 
 
-def mqtt_connack(broker, version, client_id):
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+def mqtt_connack(broker, version, client_id, **client_kw):
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version, **client_kw)
     got, done = {}, threading.Event()
     c.on_connect = lambda cl, u, flags, rc, props: (got.update(rc=rc), done.set())
     c.connect("127.0.0.1", broker.mqtt_port)
@@ -75,9 +75,19 @@ def test_the_queue_limit_applies_to_every_protocol(broker_factory, tmp_path):
         ch.queue_declare("q3")
     assert (err.value.reply_code, err.value.reply_text) == (
         406, "PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost '/' (2) is reached")
-    m, rc = mqtt_connack(b, mqtt.MQTTv5, "needs-a-session-queue")
+    # A persistent MQTT session needs its queue from the start: refused.
+    m, rc = mqtt_connack(b, mqtt.MQTTv311, "needs-a-session-queue", clean_session=False)
     m.loop_stop()
     assert rc.value != 0, "no room for the MQTT session queue"
+    # A clean session gets its queue at its first subscription: that is what is refused.
+    m, rc = mqtt_connack(b, mqtt.MQTTv5, "clean-session")
+    assert rc.value == 0, "a clean session needs no queue until it subscribes"
+    suback, acked = {}, threading.Event()
+    m.on_subscribe = lambda cl, u, mid, codes, props: (suback.update(codes=codes), acked.set())
+    m.subscribe("t/#", qos=1)
+    assert acked.wait(WAIT)
+    m.loop_stop()
+    assert suback["codes"][0].is_failure, suback
     s, reply = stomp_connect(b)
     s.sendall(b"SUBSCRIBE\nid:1\ndestination:/queue/q4\n\n\x00")
     data = s.recv(4096)
