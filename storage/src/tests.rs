@@ -77,10 +77,10 @@ fn log_ranges_read_back_after_their_writes_apply() {
     store.submit((1..=4).map(|seq| Op::Dequeue { queue_id: 2, seq }).collect());
     store.wait_written(store.write_ticket());
     let seqs = |entries: Vec<LogEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(store.read_queue_log(2, 1, 20, 3).unwrap()), vec![5, 6, 7]);
-    assert_eq!(seqs(store.read_queue_log(2, 18, u64::MAX, 10).unwrap()), vec![18, 19, 20], "stops at the queue's end");
-    assert_eq!(seqs(store.read_queue_log(2, 9, 10, 10).unwrap()), vec![9, 10]);
-    let first = store.read_queue_log(2, 5, 5, 1).unwrap()[0];
+    assert_eq!(seqs(store.read_queue_log(2, (1, 20), 3, true).unwrap()), vec![5, 6, 7]);
+    assert_eq!(seqs(store.read_queue_log(2, (18, u64::MAX), 10, false).unwrap()), vec![18, 19, 20], "stops at the queue's end");
+    assert_eq!(seqs(store.read_queue_log(2, (9, 10), 10, false).unwrap()), vec![9, 10]);
+    let first = store.read_queue_log(2, (5, 5), 1, false).unwrap()[0];
     assert_eq!((first.body_id, first.size_and_holders), (105, Some((3, 1))));
     assert_eq!(store.read_bodies(&[105, 106]).unwrap(), vec![Some(b"abc".to_vec()), None]);
     store.close();

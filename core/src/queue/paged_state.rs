@@ -76,7 +76,7 @@ impl QueueState {
     pub fn recover_paged(&mut self, seq: u64, size: usize) {
         self.note_recovered(seq);
         self.highest_pushed = self.highest_pushed.max(seq);
-        let paged = self.paged.get_or_insert_with(|| Paged::starting_at(seq));
+        let paged = self.paged.get_or_insert_with(|| Paged { recovered: true, ..Paged::starting_at(seq) });
         paged.last = paged.last.max(seq);
         paged.on_disk += 1;
         paged.bytes += size;

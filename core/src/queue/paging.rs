@@ -57,6 +57,9 @@ pub struct Paged {
     pub waiting: BTreeMap<u64, Entry>,
     /// Body bytes of every message of the range, pinned or not.
     pub bytes: usize,
+    /// Made at start-up from the store: seqs inside it may belong to entries consumed (and
+    /// deleted) before the restart. A range made at run time holds only unconsumed entries.
+    pub recovered: bool,
     /// A store write ticket covering every log entry of the range.
     pub ticket: u64,
 }
@@ -65,7 +68,7 @@ impl Paged {
     /// An empty range whose first member will be `seq`.
     pub fn starting_at(seq: u64) -> Paged {
         let (pinned, waiting) = (BTreeMap::new(), BTreeMap::new());
-        Paged { first: seq, last: seq - 1, on_disk: 0, pinned, waiting, bytes: 0, ticket: 0 }
+        Paged { first: seq, last: seq - 1, on_disk: 0, pinned, waiting, bytes: 0, ticket: 0, recovered: false }
     }
 
     pub fn len(&self) -> usize {
@@ -114,7 +117,8 @@ impl Pager {
     /// bodies (at least one message).
     pub fn page_in(&self, paged: &Paged, want: usize, want_bytes: usize) -> Result<PageIn, junction_storage::StoreError> {
         let applied = self.store.wait_written(paged.ticket);
-        let mut log = self.store.read_queue_log(self.queue_id, paged.first, paged.last, want)?;
+        let span = (paged.first, paged.last);
+        let mut log = self.store.read_queue_log(self.queue_id, span, want, paged.recovered)?;
         let exhausted = log.len() < want;
         let size_of = |e: &LogEntry| match paged.pinned.get(&e.seq) {
             Some(entry) => entry.msg.size(),
@@ -192,7 +196,7 @@ impl Pager {
         store.wait_written(away.ticket);
         let mut from = away.first;
         while from <= away.last {
-            let log = match store.read_queue_log(queue_id, from, away.last, RELEASE_BATCH) {
+            let log = match store.read_queue_log(queue_id, (from, away.last), RELEASE_BATCH, true) {
                 Ok(log) => log,
                 Err(e) => return tracing::error!(error = %e, queue_id, "cannot read a released paged range"),
             };

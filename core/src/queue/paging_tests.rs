@@ -227,3 +227,26 @@ async fn an_expired_head_gives_way_to_the_paged_messages_behind_it() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(q.counts().ready, 0);
 }
+
+#[tokio::test]
+async fn messages_acknowledged_before_a_restart_stay_gone_from_the_recovered_range() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        let v = b.vhost("/").unwrap();
+        v.declare_queue(declare("q", true, lazy(&[]))).unwrap();
+        publish(&b, &v, "q", numbered(0..200)).await;
+        b.store().flush().unwrap(); // the messages' log entries in an SST file...
+        let q = v.queue("q").unwrap();
+        let taken: Vec<_> = (0..100).map(|_| q.get(false).unwrap()).collect();
+        // ...and, newer, a consecutive run of acks inside what becomes the paged range after
+        // the restart: the store deletes it with one range deletion.
+        q.ack(&taken[60..80].iter().map(|d| d.seq).collect::<Vec<_>>());
+        b.shutdown().await;
+    }
+    let b = broker(dir.path());
+    let q = b.vhost("/").unwrap().queue("q").unwrap();
+    let mut expected = numbered(0..60);
+    expected.extend(numbered(80..200));
+    assert_eq!(drain(&q), expected);
+}
