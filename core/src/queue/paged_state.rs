@@ -76,7 +76,10 @@ impl QueueState {
     pub fn recover_paged(&mut self, seq: u64, size: usize) {
         self.note_recovered(seq);
         self.highest_pushed = self.highest_pushed.max(seq);
-        let paged = self.paged.get_or_insert_with(|| Paged { recovered: true, ..Paged::starting_at(seq) });
+        let paged = self.paged.get_or_insert_with(|| Paged::starting_at(seq));
+        // Recovery visits the log in seq order: a jump means entries consumed before the
+        // restart (or kept in memory) lie inside.
+        paged.gaps |= seq != paged.last + 1;
         paged.last = paged.last.max(seq);
         paged.on_disk += 1;
         paged.bytes += size;

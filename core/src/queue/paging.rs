@@ -57,9 +57,10 @@ pub struct Paged {
     pub waiting: BTreeMap<u64, Entry>,
     /// Body bytes of every message of the range, pinned or not.
     pub bytes: usize,
-    /// Made at start-up from the store: seqs inside it may belong to entries consumed (and
-    /// deleted) before the restart. A range made at run time holds only unconsumed entries.
-    pub recovered: bool,
+    /// Seqs inside the range belong to entries consumed (and deleted) before a restart: reads
+    /// must honour deletions. A range made at run time, or recovered without gaps, holds only
+    /// unconsumed entries.
+    pub gaps: bool,
     /// A store write ticket covering every log entry of the range.
     pub ticket: u64,
 }
@@ -68,7 +69,7 @@ impl Paged {
     /// An empty range whose first member will be `seq`.
     pub fn starting_at(seq: u64) -> Paged {
         let (pinned, waiting) = (BTreeMap::new(), BTreeMap::new());
-        Paged { first: seq, last: seq - 1, on_disk: 0, pinned, waiting, bytes: 0, ticket: 0, recovered: false }
+        Paged { first: seq, last: seq - 1, on_disk: 0, pinned, waiting, bytes: 0, ticket: 0, gaps: false }
     }
 
     pub fn len(&self) -> usize {
@@ -118,7 +119,7 @@ impl Pager {
     pub fn page_in(&self, paged: &Paged, want: usize, want_bytes: usize) -> Result<PageIn, junction_storage::StoreError> {
         let applied = self.store.wait_written(paged.ticket);
         let span = (paged.first, paged.last);
-        let mut log = self.store.read_queue_log(self.queue_id, span, want, paged.recovered)?;
+        let mut log = self.store.read_queue_log(self.queue_id, span, want, paged.gaps)?;
         let exhausted = log.len() < want;
         let size_of = |e: &LogEntry| match paged.pinned.get(&e.seq) {
             Some(entry) => entry.msg.size(),
