@@ -153,17 +153,6 @@ drain_phase() {
   done
 }
 
-# The Junction binary measured, for the section.
-junction_version() {
-  local version
-  version=$("$JUNCTION" --version | awk '{print $2}')
-  if [ -n "${JUNCTION_BIN:-}" ]; then
-    echo "Junction $version, the prebuilt binary $JUNCTION_BIN (checkout at commit $(git rev-parse --short HEAD))"
-  else
-    echo "Junction $version, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'), release build"
-  fi
-}
-
 write_section() {
   local section=$WORK/section.md
   {
@@ -180,7 +169,7 @@ write_section() {
     echo "TCP connection. A drain run stops within 100 ms of reaching its count and acks what it received,"
     echo "so its chunk can be larger than asked."
     echo
-    echo "Binary: $(junction_version)."
+    echo "Binary: Junction $(junction_binary_description)."
     echo
     python3 scripts/backlog-report.py "$WORK" "$PUBLISH_HWM" "$DRAIN_HWM"
     echo
@@ -196,11 +185,7 @@ write_section() {
 
 main_backlog() {
   [ "$PER_CHUNK" -gt 0 ] || { echo "BACKLOG_MESSAGES ($TOTAL) must be at least BACKLOG_CHUNKS ($CHUNKS)" >&2; exit 1; }
-  if [ -n "${JUNCTION_BIN:-}" ]; then
-    JUNCTION=$JUNCTION_BIN
-  else
-    build_junction
-  fi
+  prebuilt_or_build_junction
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-backlog.XXXXXX")
   trap cleanup EXIT
   trap 'exit 130' INT TERM

@@ -31,6 +31,28 @@ build_junction() {
   JUNCTION=$CARGO_TARGET_DIR/release/junction
 }
 
+# Sets JUNCTION to $JUNCTION_BIN when given (an existing binary), else builds one.
+prebuilt_or_build_junction() {
+  if [ -n "${JUNCTION_BIN:-}" ]; then
+    JUNCTION=$JUNCTION_BIN
+  else
+    build_junction
+  fi
+}
+
+# The Junction binary measured, for a report: its version, and the prebuilt binary's path or
+# the commit it was built from.
+junction_binary_description() {
+  local version commit
+  version=$("$JUNCTION" --version | awk '{print $2}')
+  commit=$(git rev-parse --short HEAD)
+  if [ -n "${JUNCTION_BIN:-}" ]; then
+    echo "$version, the prebuilt binary $JUNCTION_BIN (checkout at commit $commit)"
+  else
+    echo "$version, commit $commit$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'), release build"
+  fi
+}
+
 # Starts Junction on data dir $1 with log $2 and the listener flags that follow (STOMP and HTTP
 # off); sets JUNCTION_PID.
 start_junction_with() {

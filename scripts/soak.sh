@@ -85,11 +85,7 @@ write_section() {
     echo "a broker \`kill -9\` + restart on the same data dir every $KILL_EVERY s."
     echo
     machine_markdown
-    if [ -n "${JUNCTION_BIN:-}" ]; then
-      echo "- Junction: $("$JUNCTION" --version | awk '{print $2}'), the prebuilt binary $JUNCTION_BIN (checkout at commit $(git rev-parse --short HEAD))"
-    else
-      echo "- Junction: $("$JUNCTION" --version | awk '{print $2}'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'), release build"
-    fi
+    echo "- Junction: $(junction_binary_description)"
     echo
     cat "$WORK/body.md"
     echo
@@ -102,11 +98,7 @@ write_section() {
 }
 
 main_soak() {
-  if [ -n "${JUNCTION_BIN:-}" ]; then
-    JUNCTION=$JUNCTION_BIN
-  else
-    build_junction
-  fi
+  prebuilt_or_build_junction
   ensure_venv
   check_idle
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-soak.XXXXXX")

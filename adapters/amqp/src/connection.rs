@@ -93,7 +93,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         for (_, mut ch) in self.channels.drain() {
             ch.release(&mut self.session);
         }
-        self.requeue_unsent();
+        // Deliveries handed over but never written out go back to their queues.
+        junction_core::queue::return_unsent(&mut self.events);
         self.session.vhost.connection_closed(self.session.connection_id);
     }
 
@@ -168,20 +169,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 }
                 reason = self.session.permit.registration.close_requested() => {
                     return End::Error(AmqpError::connection(CONNECTION_FORCED, reason));
-                }
-            }
-        }
-    }
-
-    /// Deliveries the queues handed over that were never written out go back, in order: they
-    /// count as unacknowledged in their queues until someone settles them. (Channels are
-    /// released first, so their consumers are cancelled and nothing more arrives.)
-    fn requeue_unsent(&mut self) {
-        self.events.close();
-        while let Ok(event) = self.events.try_recv() {
-            if let ConsumerEvent::Deliver(d) = event {
-                if !d.no_ack {
-                    d.queue.reject(&[d.seq], true);
                 }
             }
         }

@@ -306,11 +306,7 @@ async fn teardown(
     }
     // Deliveries the queues handed over that never reached the socket go back, in order, so
     // a persistent session finds them on resume.
-    while let Ok(event) = events.try_recv() {
-        if let junction_core::ConsumerEvent::Deliver(d) = event {
-            d.queue.reject(&[d.seq], true);
-        }
-    }
+    junction_core::queue::return_unsent(&mut events);
     for (_, outgoing) in client.outstanding.drain() {
         if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
             queue.reject(&[seq], true);

@@ -277,13 +277,7 @@ impl Conn {
         for (_, sub) in self.subscriptions.drain() {
             sub.queue.cancel(sub.consumer);
         }
-        while let Ok(event) = events.try_recv() {
-            if let ConsumerEvent::Deliver(d) = event {
-                if !d.no_ack {
-                    d.queue.reject(&[d.seq], true);
-                }
-            }
-        }
+        junction_core::queue::return_unsent(events);
         for (_, u) in std::mem::take(&mut self.unacked) {
             u.queue.reject(&[u.seq], true);
         }

@@ -15,6 +15,20 @@ pub enum ConsumerEvent {
     Cancelled { tag: Arc<str>, cookie: u64 },
 }
 
+/// Hands back the deliveries still waiting in a connection's event channel when the connection
+/// ends, in order: each counts as unacknowledged in its queue until settled. Call it once the
+/// connection's consumers are cancelled; the channel is closed first, so nothing arrives after.
+pub fn return_unsent(events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
+    events.close();
+    while let Ok(event) = events.try_recv() {
+        if let ConsumerEvent::Deliver(d) = event {
+            if !d.no_ack {
+                d.queue.reject(&[d.seq], true);
+            }
+        }
+    }
+}
+
 /// Deliveries a channel may have queued towards its connection but not yet written out. Bounds
 /// the adapter's delivery buffer even for no-ack and unlimited-prefetch consumers.
 pub const SEND_WINDOW: u32 = 1024;

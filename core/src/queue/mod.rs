@@ -12,7 +12,7 @@ pub mod stream;
 mod timer;
 
 pub use args::{Overflow, QueueArgs};
-pub use consumer::{ChannelCredit, ConsumerEvent, ConsumerSpec};
+pub use consumer::{return_unsent, ChannelCredit, ConsumerEvent, ConsumerSpec};
 pub use state::{DropReason, StoredBody};
 pub use stream::StreamStart;
 
