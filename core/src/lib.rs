@@ -29,6 +29,6 @@ pub use broker::{Broker, BrokerConfig, RecoveryReport};
 pub use error::{CoreError, CoreResult, ErrorKind};
 pub use exchange::{ExchangeKind, ExchangeSpec};
 pub use message::{Message, Properties, Table, Value};
-pub use queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery, Queue};
+pub use queue::{event_channel, ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery, EventReceiver, EventSender, Queue};
 pub use vhost::{PublishOutcome, QueueDeclare, VHost};
 pub use junction_storage::{DurableReceipt, StoreError};

@@ -3,11 +3,10 @@
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{Message, Properties, Table};
-use crate::queue::{ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery};
+use crate::queue::{event_channel, ChannelCredit, ConsumerEvent, ConsumerSpec, Delivery, EventReceiver};
 use crate::vhost::QueueDeclare;
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 pub fn broker(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(BrokerConfig { data_dir: dir.to_path_buf(), ..Default::default() }).unwrap()
@@ -22,8 +21,8 @@ pub fn declare(name: &str, durable: bool, args: Table) -> QueueDeclare {
     QueueDeclare { name: name.into(), durable, arguments: args, connection: 1, ..Default::default() }
 }
 
-pub fn consumer(prefetch: u32) -> (ConsumerSpec, mpsc::UnboundedReceiver<ConsumerEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+pub fn consumer(prefetch: u32) -> (ConsumerSpec, EventReceiver) {
+    let (tx, rx) = event_channel();
     let spec = ConsumerSpec {
         tag: Arc::from("c"),
         no_ack: false,
@@ -36,9 +35,9 @@ pub fn consumer(prefetch: u32) -> (ConsumerSpec, mpsc::UnboundedReceiver<Consume
     (spec, rx)
 }
 
-pub fn next(rx: &mut mpsc::UnboundedReceiver<ConsumerEvent>) -> Option<Delivery> {
+pub fn next(rx: &mut EventReceiver) -> Option<Delivery> {
     match rx.try_recv() {
-        Ok(ConsumerEvent::Deliver(d)) => Some(*d),
+        Some(ConsumerEvent::Deliver(d)) => Some(*d),
         _ => None,
     }
 }

@@ -22,17 +22,21 @@ struct Sample {
     /// Queue id -> counters, only for queues with a non-zero counter: with many MQTT clients
     /// there is a queue per client, mostly idle, and a missing entry reads as zeros.
     queues: HashMap<u64, QueueCounters>,
-    /// Connection id -> (received bytes, sent bytes).
+    /// Connection id -> (received bytes, sent bytes) since the previous sample, only for
+    /// connections that had traffic in between: most of 100,000 MQTT connections are idle, and
+    /// a window of full per-connection snapshots would cost each of them ~250 bytes.
     connections: HashMap<u64, (u64, u64)>,
 }
 
 pub struct Rates {
     samples: Mutex<VecDeque<Sample>>,
+    /// Each open connection's (received, sent) byte counters at the last sample.
+    connection_totals: Mutex<HashMap<u64, (u64, u64)>>,
 }
 
 impl Rates {
     pub fn start(broker: Arc<Broker>) -> Arc<Rates> {
-        let rates = Arc::new(Rates { samples: Mutex::new(VecDeque::new()) });
+        let rates = Arc::new(Rates { samples: Mutex::new(VecDeque::new()), connection_totals: Mutex::default() });
         rates.sample(&broker);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sample_forever(Arc::downgrade(&rates), Arc::downgrade(&broker)));
@@ -55,15 +59,30 @@ impl Rates {
                 }
             }
         }
-        for e in registry.list() {
-            let t = e.traffic.snapshot();
-            s.connections.insert(e.id, (t.recv_bytes, t.sent_bytes));
-        }
+        s.connections = self.connection_traffic(broker);
         let mut samples = self.samples.lock();
         samples.push_back(s);
         while samples.len() > WINDOW + 1 {
             samples.pop_front();
         }
+    }
+
+    /// Each connection's traffic since the previous sample (see `Sample::connections`).
+    fn connection_traffic(&self, broker: &Broker) -> HashMap<u64, (u64, u64)> {
+        let mut previous = self.connection_totals.lock();
+        let mut totals = HashMap::with_capacity(previous.len());
+        let mut traffic = HashMap::new();
+        for e in broker.registry().list() {
+            let t = e.traffic.snapshot();
+            let now = (t.recv_bytes, t.sent_bytes);
+            let before = previous.get(&e.id).copied().unwrap_or_default();
+            if now != before {
+                traffic.insert(e.id, (now.0.saturating_sub(before.0), now.1.saturating_sub(before.1)));
+            }
+            totals.insert(e.id, now);
+        }
+        *previous = totals;
+        traffic
     }
 
     /// Per second change of `read(sample)` between the oldest and newest sample that have it.
@@ -91,7 +110,15 @@ impl Rates {
 
     /// (received, sent) bytes per second for one connection.
     pub fn connection(&self, id: u64) -> (f64, f64) {
-        (self.rate(|s| s.connections.get(&id).map(|c| c.0)), self.rate(|s| s.connections.get(&id).map(|c| c.1)))
+        let samples = self.samples.lock();
+        let (Some(t0), Some(t1)) = (samples.front().and_then(|s| s.at), samples.back().and_then(|s| s.at)) else { return (0.0, 0.0) };
+        let secs = t1.duration_since(t0).as_secs_f64();
+        if secs <= 0.0 {
+            return (0.0, 0.0);
+        }
+        // The first sample's traffic happened before the window began.
+        let (recv, sent) = samples.iter().skip(1).filter_map(|s| s.connections.get(&id)).fold((0, 0), |(r, w), c| (r + c.0, w + c.1));
+        (recv as f64 / secs, sent as f64 / secs)
     }
 }
 
@@ -101,5 +128,30 @@ async fn sample_forever(rates: Weak<Rates>, broker: Weak<Broker>) {
         tick.tick().await;
         let (Some(rates), Some(broker)) = (rates.upgrade(), broker.upgrade()) else { return };
         rates.sample(&broker);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: Instant, connections: &[(u64, (u64, u64))]) -> Sample {
+        Sample { at: Some(at), connections: connections.iter().copied().collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_connection_rate_is_its_traffic_within_the_window_per_second() {
+        let t0 = Instant::now();
+        let rates = Rates { samples: Mutex::default(), connection_totals: Mutex::default() };
+        rates.samples.lock().extend([
+            // Traffic recorded by the first sample happened before the window: not counted.
+            sample(t0, &[(1, (1000, 1000))]),
+            sample(t0 + Duration::from_secs(1), &[(1, (300, 0))]),
+            sample(t0 + Duration::from_secs(2), &[]),
+            sample(t0 + Duration::from_secs(4), &[(1, (100, 40)), (2, (5, 5))]),
+        ]);
+        assert_eq!(rates.connection(1), (100.0, 10.0));
+        assert_eq!(rates.connection(2), (1.25, 1.25));
+        assert_eq!(rates.connection(3), (0.0, 0.0), "an idle connection has no entry and no rate");
     }
 }

@@ -13,7 +13,7 @@ use junction_core::ConsumerEvent;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -29,7 +29,7 @@ pub struct Connection<R, W> {
     channels_opened: u64,
     channel_max: u16,
     heartbeat: Option<Duration>,
-    events: mpsc::UnboundedReceiver<ConsumerEvent>,
+    events: junction_core::EventReceiver,
     last_read: Instant,
     last_write: Instant,
     blocked: bool,
@@ -52,7 +52,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         connection_id: u64,
         max_message_size: u64,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = junction_core::event_channel();
         let session = Session {
             connection_id,
             broker,
@@ -134,8 +134,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     // Batch whatever else is already waiting into the same write.
                     while self.session.out.len() < junction_core::net::WRITE_BATCH_BYTES {
                         match self.events.try_recv() {
-                            Ok(event) => self.on_event(event),
-                            Err(_) => break,
+                            Some(event) => self.on_event(event),
+                            None => break,
                         }
                     }
                 }

@@ -8,9 +8,8 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use junction_core::auth::User;
 use junction_core::permissions::Access;
-use junction_core::{Broker, ConsumerEvent, VHost};
+use junction_core::{Broker, VHost};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// A durable-write receipt resolved: (channel, delivery tag, stored successfully).
 pub type ConfirmDone = (u16, u64, bool);
@@ -35,7 +34,7 @@ pub struct Session {
     /// Largest message body accepted.
     pub max_message_size: u64,
     pub out: BytesMut,
-    pub events: mpsc::UnboundedSender<ConsumerEvent>,
+    pub events: junction_core::EventSender,
     pub confirms: FuturesUnordered<BoxFuture<'static, ConfirmDone>>,
     /// Set once the connection has published: it is the one blocked by resource alarms.
     pub has_published: bool,

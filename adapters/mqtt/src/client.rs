@@ -6,13 +6,11 @@ use crate::session::{self, SessionState};
 use crate::Mqtt;
 use bytes::BytesMut;
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
 use junction_core::auth::User;
 use junction_core::permissions::Access;
-use junction_core::{ChannelCredit, ConsumerEvent, Queue, VHost};
-use std::collections::HashMap;
+use junction_core::{ChannelCredit, Queue, VHost};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio_util::codec::Encoder;
 
 /// A QoS 1/2 message sent to the client and not yet fully acknowledged.
@@ -56,10 +54,12 @@ pub struct Client {
     pub next_cookie: u64,
     pub outstanding: HashMap<u16, Outgoing>,
     next_packet_id: u16,
-    pub pending_acks: FuturesOrdered<PendingAck>,
+    /// In publish order; only the first is polled, as acknowledgements leave in order anyway
+    /// (a `FuturesOrdered` would cost two allocations even while empty).
+    pub pending_acks: VecDeque<PendingAck>,
     /// Inbound QoS 1 publishes not yet acknowledged (QoS 2 ones are `session.incoming_qos2`).
     pub inbound_qos1: usize,
-    pub will: Option<Will>,
+    pub will: Option<Box<Will>>,
     /// Inbound topic aliases (MQTT 5).
     pub aliases: HashMap<u16, String>,
     pub topic_alias_max: u16,
@@ -70,7 +70,7 @@ pub struct Client {
     pub max_packet_size: Option<u32>,
     pub prefetch: u32,
     pub credit: Arc<ChannelCredit>,
-    pub events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+    pub events_tx: junction_core::EventSender,
     pub out: BytesMut,
 }
 
@@ -140,7 +140,7 @@ impl Client {
         session: SessionState,
         persistent: bool,
         queue: Option<Arc<Queue>>,
-        events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+        events_tx: junction_core::EventSender,
     ) -> Client {
         Client {
             mqtt,
@@ -156,7 +156,7 @@ impl Client {
             next_cookie: SESSION_COOKIE + 1,
             outstanding: HashMap::new(),
             next_packet_id: 1,
-            pending_acks: FuturesOrdered::new(),
+            pending_acks: VecDeque::new(),
             inbound_qos1: 0,
             will: None,
             aliases: HashMap::new(),

@@ -10,10 +10,11 @@ use junction_core::message::{Table, Value};
 use junction_core::retained::now_ms;
 use junction_core::{ConsumerSpec, QueueDeclare};
 use junction_core::registry::{ConnectionInfo, Counted, Link, Protocol, Transport};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::{Encoder, FramedRead};
 
@@ -26,14 +27,36 @@ pub enum End {
     Abnormal,
 }
 
-pub async fn run<S>(mqtt: Arc<Mqtt>, stream: S, link: Link, shutdown: watch::Receiver<bool>)
+/// The whole life of one connection. Only what the loop needs while it waits lives in the
+/// task's own future; everything else is on the heap, and the CONNECT and closing phases are
+/// boxed futures: a task is as large as its largest await point for its whole life, and
+/// 100,000 idle MQTT connections must cost little memory each (see docs/benchmarks.md). Not an
+/// `async fn`: one would keep its arguments (the stream, the link) in the future for good.
+pub fn run<S>(mqtt: Arc<Mqtt>, stream: S, link: Link, shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let opening = Box::pin(open(mqtt, stream, link));
+    async move {
+        let Some((mut conn, ownership)) = opening.await else { return };
+        let end = conn.run(ownership.kicked, shutdown).await;
+        Box::pin(close(conn, end, ownership.released, ownership.generation)).await;
+    }
+}
+
+type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, crate::registry::Ownership);
+
+/// Reads and answers CONNECT; the connection ready for its loop, or None once refused.
+async fn open<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> Option<Opened<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = link.peer;
     let (stream, transport) = Counted::attach(stream, link);
     let (rd, mut wr) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(rd, Framing::new(mqtt.config.max_packet_size));
+    // A small first buffer: a CONNECT is rarely larger, and a connection that then stays idle
+    // never needs more (the loop makes room for full-size reads once it reads again).
+    let mut reader = FramedRead::with_capacity(rd, Framing::new(mqtt.config.max_packet_size), CONNECT_BUFFER);
     let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
     let mut connect = match first {
         Ok(Some(Ok(Inbound::Connect(c)))) => c,
@@ -43,13 +66,11 @@ where
                 let _ = wr.write_all(&connack).await;
                 let _ = wr.shutdown().await;
             }
-            return;
+            return None;
         }
-        _ => return,
+        _ => return None,
     };
-    // Boxed, here and for teardown: a future is as large as its largest await point, and this
-    // one lives as long as the connection.
-    let Some(accepted) = Box::pin(accept(&mqtt, &connect, &transport, &mut reader, &mut wr)).await else { return };
+    let accepted = accept(&mqtt, &connect, &transport, &mut reader, &mut wr).await?;
     let (mut client, ownership, events, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
@@ -70,19 +91,31 @@ where
     client.will = connect.will.take().map(|mut w| {
         let copy = |b: &bytes::Bytes| bytes::Bytes::copy_from_slice(b);
         w.props.correlation_data = w.props.correlation_data.as_ref().map(copy);
-        Will { payload: copy(&w.payload), ..w }
+        Box::new(Will { payload: copy(&w.payload), ..w })
     });
     drop(connect);
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let now = Instant::now();
-    let mut conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now, buffers_released: false };
-    let end = conn.run(ownership.kicked, shutdown).await;
-    let _ = conn.writer.flush().await;
-    let _ = conn.writer.shutdown().await;
-    Box::pin(teardown(conn.client, conn.events, end, ownership.generation)).await;
-    drop(ownership.released);
-    junction_core::net::drain_until_closed(conn.reader.into_inner()).await;
+    let conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now, buffers_released: false };
+    Some((Box::new(conn), ownership))
+}
+
+/// The first read buffer's size (see `open`).
+const CONNECT_BUFFER: usize = 256;
+
+/// Ends the connection: flushes, runs the teardown, lets a client taking the session over go
+/// on, and reads what the client still sends before the socket closes.
+async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End, released: tokio::sync::oneshot::Sender<()>, generation: u64)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let crate::handlers::Conn { reader, mut writer, client, events, .. } = *conn;
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+    teardown(client, events, end, generation).await;
+    drop(released);
+    junction_core::net::drain_until_closed(reader.into_inner()).await;
 }
 
 /// The keep-alive the connection runs with and, when it differs from the client's, the Server
@@ -96,7 +129,7 @@ fn negotiate_keep_alive(c: &Connect, max: u16) -> (u16, Option<u16>) {
     }
 }
 
-type Accepted = (Client, crate::registry::Ownership, mpsc::UnboundedReceiver<junction_core::ConsumerEvent>, bool);
+type Accepted = (Client, crate::registry::Ownership, junction_core::EventReceiver, bool);
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
@@ -208,7 +241,7 @@ where
             return refuse(reason::SERVER_UNAVAILABLE).await;
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = junction_core::event_channel();
     let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue, tx);
     client.permit = Some(permit);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
@@ -297,7 +330,7 @@ pub fn consume_from(
 /// and keeps or removes the session.
 async fn teardown(
     mut client: Client,
-    mut events: mpsc::UnboundedReceiver<junction_core::ConsumerEvent>,
+    mut events: junction_core::EventReceiver,
     end: End,
     generation: u64,
 ) {
@@ -314,7 +347,7 @@ async fn teardown(
     }
     let mqtt = client.mqtt.clone();
     if let (End::Abnormal, Some(will)) = (&end, client.will.take()) {
-        crate::handlers::schedule_will(&mqtt, &client, will);
+        crate::handlers::schedule_will(&mqtt, &client, *will);
     }
     let vhost = client.vhost.clone();
     if client.persistent {

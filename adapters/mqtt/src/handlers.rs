@@ -17,7 +17,7 @@ use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -25,7 +25,7 @@ pub struct Conn<S> {
     pub reader: FramedRead<ReadHalf<S>, Framing>,
     pub writer: WriteHalf<S>,
     pub client: Client,
-    pub events: mpsc::UnboundedReceiver<ConsumerEvent>,
+    pub events: junction_core::EventReceiver,
     /// 1.5 x the client's keep-alive; None when it asked for none.
     pub keep_alive: Option<Duration>,
     pub last_read: Instant,
@@ -42,6 +42,16 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// (tokio-util's own starting size), not one that grows from a few bytes read by read.
 const READ_BUFFER: usize = 8 * 1024;
 
+/// Resolves when the first pending acknowledgement's store write finished (it stays in the
+/// queue: the caller pops it). Pending for ever while there is none.
+async fn first_stored(acks: &mut std::collections::VecDeque<crate::client::PendingAck>) -> (u16, u8, u8) {
+    std::future::poll_fn(|cx| match acks.front_mut() {
+        Some(ack) => ack.poll_unpin(cx),
+        None => std::task::Poll::Pending,
+    })
+    .await
+}
+
 /// Why handling a packet ended the connection.
 struct Close {
     end: End,
@@ -57,14 +67,16 @@ fn protocol_error(code: u8) -> Close {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// The connection's loop. Every await that is not waiting for the next thing to happen
+    /// is boxed (reading a batch, writing): this future lives as long as the connection, and
+    /// its size is that of its largest await point (see `connect::run`).
     pub async fn run(&mut self, mut kicked: oneshot::Receiver<()>, mut shutdown: watch::Receiver<bool>) -> End {
         let mut alarm = self.client.mqtt.broker.resources().alarm();
         loop {
             if !self.client.out.is_empty() {
-                if junction_core::net::write_all(&mut self.writer, &self.client.out).await.is_err() {
+                if Box::pin(self.write_out()).await.is_err() {
                     return End::Abnormal;
                 }
-                self.client.out.clear();
             }
             let keep_alive_deadline = self.keep_alive.map(|k| self.last_read + k);
             let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
@@ -75,18 +87,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.last_read = Instant::now();
                     self.active(self.last_read);
                     self.reserve_read_buffer();
-                    self.on_read_batch(packet).await
+                    Box::pin(self.on_read_batch(packet)).await
                 }
                 Some(event) = self.events.recv() => {
                     self.active(Instant::now());
                     self.on_event(event);
                     while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
-                        let Ok(event) = self.events.try_recv() else { break };
+                        let Some(event) = self.events.try_recv() else { break };
                         self.on_event(event);
                     }
                     None
                 }
-                Some((packet_id, qos, code)) = self.client.pending_acks.next(), if !self.client.pending_acks.is_empty() => {
+                (packet_id, qos, code) = first_stored(&mut self.client.pending_acks), if !self.client.pending_acks.is_empty() => {
+                    self.client.pending_acks.pop_front();
                     self.on_stored(packet_id, qos, code);
                     self.send_ready_acks();
                     None
@@ -110,11 +123,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     let framing = self.reader.decoder_mut();
                     self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: None });
                 }
-                let _ = junction_core::net::write_all(&mut self.writer, &self.client.out).await;
-                self.client.out.clear();
+                let _ = Box::pin(self.write_out()).await;
                 return close.end;
             }
         }
+    }
+
+    /// Writes the output buffer out and empties it.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        junction_core::net::write_all(&mut self.writer, &self.client.out).await?;
+        self.client.out.clear();
+        Ok(())
     }
 
     fn active(&mut self, now: Instant) {
@@ -127,6 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
+        self.events.shrink();
         if self.reader.read_buffer().is_empty() {
             *self.reader.read_buffer_mut() = bytes::BytesMut::new();
         }
@@ -174,7 +194,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// PUBACK / PUBREC for every publish whose storage already finished (in order).
     fn send_ready_acks(&mut self) {
-        while let Some(Some((packet_id, qos, code))) = self.client.pending_acks.next().now_or_never() {
+        while let Some((packet_id, qos, code)) = self.client.pending_acks.front_mut().and_then(|ack| ack.now_or_never()) {
+            self.client.pending_acks.pop_front();
             self.on_stored(packet_id, qos, code);
         }
     }

@@ -71,12 +71,17 @@ impl Mqtt {
         mqtt
     }
 
-    /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends.
-    pub async fn serve_stream<S>(self: Arc<Self>, stream: S, link: junction_core::registry::Link, shutdown: watch::Receiver<bool>)
+    /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends (`connect::run`).
+    pub fn serve_stream<S>(
+        self: Arc<Self>,
+        stream: S,
+        link: junction_core::registry::Link,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connect::run(self, stream, link, shutdown).await
+        connect::run(self, stream, link, shutdown)
     }
 }
 

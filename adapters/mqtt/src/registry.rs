@@ -6,20 +6,20 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// Handed to the connection that owns a client id.
 pub struct Ownership {
     /// Fires when another connection takes the id over.
     pub kicked: oneshot::Receiver<()>,
-    /// Dropped (or set) when this connection has fully released the session.
-    pub released: watch::Sender<bool>,
+    /// Dropped (or sent) when this connection has fully released the session.
+    pub released: oneshot::Sender<()>,
     pub generation: u64,
 }
 
 struct Owner {
     kick: Option<oneshot::Sender<()>>,
-    released: watch::Receiver<bool>,
+    released: oneshot::Receiver<()>,
     generation: u64,
 }
 
@@ -38,7 +38,7 @@ impl Registry {
     /// Returns whether someone was taken over, and the new ownership.
     pub async fn claim(&self, vhost: &str, client_id: &str) -> (bool, Ownership) {
         let (kick_tx, kick_rx) = oneshot::channel();
-        let (released_tx, released_rx) = watch::channel(false);
+        let (released_tx, released_rx) = oneshot::channel();
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let previous = self.owners.lock().insert(
             (vhost.to_string(), client_id.to_string()),
@@ -49,8 +49,7 @@ impl Registry {
             if let Some(kick) = old.kick.take() {
                 let _ = kick.send(());
             }
-            let wait = old.released.wait_for(|done| *done);
-            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), old.released).await;
         }
         (took_over, Ownership { kicked: kick_rx, released: released_tx, generation })
     }
@@ -89,7 +88,7 @@ mod tests {
         let second = tokio::spawn(async move { reg2.claim("/", "c").await });
         kicked.await.expect("kicked");
         assert!(!second.is_finished());
-        released.send_replace(true);
+        let _ = released.send(());
         let (took, _new) = second.await.unwrap();
         assert!(took);
         reg.release("/", "c", generation);

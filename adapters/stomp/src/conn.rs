@@ -10,12 +10,12 @@ use crate::Stomp;
 use bytes::{BufMut, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
-use junction_core::{ChannelCredit, ConsumerEvent, CoreError};
+use junction_core::{ChannelCredit, CoreError};
 use std::collections::{BTreeMap, HashMap};
 use junction_core::registry::{Counted, Link};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -89,7 +89,7 @@ pub struct Conn {
     pub next_tag: u64,
     pub transactions: HashMap<String, Transaction>,
     pub receipts: FuturesOrdered<PendingReceipt>,
-    pub events_tx: mpsc::UnboundedSender<ConsumerEvent>,
+    pub events_tx: junction_core::EventSender,
     pub credit: Arc<ChannelCredit>,
     /// Set after ERROR or DISCONNECT: flush and close.
     pub closing: bool,
@@ -123,7 +123,7 @@ where
         }
     };
     reader.decoder_mut().set_version(session.version);
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (events_tx, mut events) = junction_core::event_channel();
     let mut conn = Conn::new(&stomp, session, events_tx);
     tracing::debug!(%peer, user = %conn.session.user.name, version = conn.session.version.as_str(), "STOMP connection open");
     let connected = conn.session.connected.clone();
@@ -149,7 +149,7 @@ async fn first_frame<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, StompCodec
 }
 
 impl Conn {
-    fn new(stomp: &Stomp, session: Opened, events_tx: mpsc::UnboundedSender<ConsumerEvent>) -> Conn {
+    fn new(stomp: &Stomp, session: Opened, events_tx: junction_core::EventSender) -> Conn {
         let mut encoder = StompCodec::new(stomp.config.limits.clone());
         encoder.set_version(session.version);
         let connection_id = stomp.broker.next_connection_id();
@@ -192,7 +192,7 @@ impl Conn {
         &mut self,
         reader: &mut FramedRead<R, StompCodec>,
         wr: &mut W,
-        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
+        events: &mut junction_core::EventReceiver,
         shutdown: &mut watch::Receiver<bool>,
         alarm: &mut watch::Receiver<bool>,
     ) where
@@ -232,7 +232,7 @@ impl Conn {
                 Some(event) = events.recv() => {
                     self.on_event(event);
                     while self.out.len() < junction_core::net::WRITE_BATCH_BYTES {
-                        let Ok(event) = events.try_recv() else { break };
+                        let Some(event) = events.try_recv() else { break };
                         self.on_event(event);
                     }
                 }
@@ -273,7 +273,7 @@ impl Conn {
 
     /// Cancels every consumer, hands unacknowledged and undelivered messages back, and removes
     /// the connection's private queues.
-    fn teardown(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
+    fn teardown(&mut self, events: &mut junction_core::EventReceiver) {
         for (_, sub) in self.subscriptions.drain() {
             sub.queue.cancel(sub.consumer);
         }

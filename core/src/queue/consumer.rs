@@ -3,13 +3,13 @@
 use super::Delivery;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use super::events::{EventReceiver, EventSender};
 
 /// What a queue tells a consumer.
 #[derive(Debug)]
 pub enum ConsumerEvent {
-    /// Boxed: every connection's event channel preallocates a block of 32 events, so the event's
-    /// size is paid for by every idle connection.
+    /// Boxed: an event waiting in a connection's channel then costs a pointer and the channel's
+    /// deque stays small.
     Deliver(Box<Delivery>),
     /// The queue went away (deleted, expired); the consumer with this tag is cancelled.
     Cancelled { tag: Arc<str>, cookie: u64 },
@@ -18,9 +18,9 @@ pub enum ConsumerEvent {
 /// Hands back the deliveries still waiting in a connection's event channel when the connection
 /// ends, in order: each counts as unacknowledged in its queue until settled. Call it once the
 /// connection's consumers are cancelled; the channel is closed first, so nothing arrives after.
-pub fn return_unsent(events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
+pub fn return_unsent(events: &mut EventReceiver) {
     events.close();
-    while let Ok(event) = events.try_recv() {
+    while let Some(event) = events.try_recv() {
         if let ConsumerEvent::Deliver(d) = event {
             if !d.no_ack {
                 d.queue.reject(&[d.seq], true);
@@ -92,7 +92,7 @@ pub struct ConsumerSpec {
     /// Per-consumer prefetch; 0 means unlimited.
     pub prefetch: u32,
     pub channel_credit: Arc<ChannelCredit>,
-    pub sink: mpsc::UnboundedSender<ConsumerEvent>,
+    pub sink: EventSender,
     /// Opaque to the core and copied into every delivery: lets an adapter that funnels many
     /// consumers into one sink tell them apart (AMQP uses the channel number).
     pub cookie: u64,

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod consumer;
+mod events;
 mod dead_letter;
 mod paged_state;
 pub mod paging;
@@ -13,6 +14,7 @@ mod timer;
 
 pub use args::{Overflow, QueueArgs};
 pub use consumer::{return_unsent, ChannelCredit, ConsumerEvent, ConsumerSpec};
+pub use events::{event_channel, EventReceiver, EventSender};
 pub use state::{DropReason, StoredBody};
 pub use stream::StreamStart;
 

@@ -134,7 +134,7 @@ struct UnwrittenDeliveries {
     _dir: tempfile::TempDir,
     _broker: std::sync::Arc<crate::Broker>,
     queue: std::sync::Arc<crate::Queue>,
-    rx: tokio::sync::mpsc::UnboundedReceiver<crate::ConsumerEvent>,
+    rx: crate::EventReceiver,
     credit: std::sync::Arc<crate::ChannelCredit>,
     handed: usize,
 }

@@ -15,7 +15,7 @@ fn to(queue: &str, body: &str) -> Message {
     Message { routing_key: queue.into(), ..msg(body, false) }
 }
 
-fn bodies(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::queue::ConsumerEvent>) -> Vec<(u64, String)> {
+fn bodies(rx: &mut crate::EventReceiver) -> Vec<(u64, String)> {
     std::iter::from_fn(|| next(rx))
         .map(|d| (d.stream_offset.unwrap(), String::from_utf8(body(&d).to_vec()).unwrap()))
         .collect()

@@ -1,0 +1,196 @@
+//! The channel through which queues hand a connection its consumer events: many senders (the
+//! queues it consumes from), one receiver (the connection), unbounded (the send window in
+//! `ChannelCredit` is what bounds it).
+//!
+//! Why not tokio's unbounded mpsc: it allocates a cache-padded channel and a first block of 32
+//! slots up front, ~1.3 KiB for every connection, idle or not. Here an idle connection's channel
+//! is one small allocation (a mutex, an empty `VecDeque`, a waker slot); the deque grows only
+//! while events wait and is given back by `shrink` when the connection goes idle. Every
+//! operation takes the mutex briefly; a sender wakes the receiver only when it was waiting.
+
+use super::ConsumerEvent;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+struct State {
+    events: VecDeque<ConsumerEvent>,
+    /// Set by `close` or when the receiver is dropped: sends fail from then on.
+    closed: bool,
+    senders: usize,
+    /// The receiver, while it waits in `recv`.
+    waiting: Option<Waker>,
+}
+
+/// Sends events to one connection; cloned into every consumer the connection starts.
+pub struct EventSender {
+    shared: Arc<Mutex<State>>,
+}
+
+/// The connection's end.
+pub struct EventReceiver {
+    shared: Arc<Mutex<State>>,
+}
+
+pub fn event_channel() -> (EventSender, EventReceiver) {
+    let shared = Arc::new(Mutex::new(State { events: VecDeque::new(), closed: false, senders: 1, waiting: None }));
+    (EventSender { shared: shared.clone() }, EventReceiver { shared })
+}
+
+impl EventSender {
+    /// Queues `event` for the receiver; gives it back if the receiver is closed or gone.
+    pub fn send(&self, event: ConsumerEvent) -> Result<(), ConsumerEvent> {
+        let waiting = {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Err(event);
+            }
+            state.events.push_back(event);
+            state.waiting.take()
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Clone for EventSender {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        EventSender { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.shared.lock();
+            state.senders -= 1;
+            if state.senders > 0 {
+                return;
+            }
+            state.waiting.take()
+        };
+        // The last sender went: a waiting receiver learns that nothing more can come.
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for EventSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSender")
+    }
+}
+
+impl EventReceiver {
+    /// The next event, waiting for one; None once the channel is empty and every sender is
+    /// gone (or it was closed).
+    pub async fn recv(&mut self) -> Option<ConsumerEvent> {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if let Some(event) = state.events.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if state.senders == 0 || state.closed {
+                return Poll::Ready(None);
+            }
+            match &state.waiting {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.waiting = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ConsumerEvent> {
+        self.shared.lock().events.pop_front()
+    }
+
+    /// Refuses further sends; events already queued can still be taken with `try_recv`.
+    pub fn close(&mut self) {
+        self.shared.lock().closed = true;
+    }
+
+    /// Gives back the memory a burst of events left behind (call when the connection is idle).
+    pub fn shrink(&mut self) {
+        let mut state = self.shared.lock();
+        if state.events.is_empty() {
+            state.events = VecDeque::new();
+        }
+    }
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        // Taken out under the lock and dropped after it: dropping a delivery may take locks.
+        let left = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            std::mem::take(&mut state.events)
+        };
+        drop(left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancelled(cookie: u64) -> ConsumerEvent {
+        ConsumerEvent::Cancelled { tag: Arc::from("t"), cookie }
+    }
+
+    fn cookie(event: Option<ConsumerEvent>) -> Option<u64> {
+        match event {
+            Some(ConsumerEvent::Cancelled { cookie, .. }) => Some(cookie),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_arrive_in_order_and_wake_a_waiting_receiver() {
+        let (tx, mut rx) = event_channel();
+        let waiting = tokio::spawn(async move {
+            let first = cookie(rx.recv().await);
+            let second = cookie(rx.recv().await);
+            (first, second, rx)
+        });
+        tokio::task::yield_now().await;
+        tx.send(cancelled(1)).unwrap();
+        tx.clone().send(cancelled(2)).unwrap();
+        let (first, second, mut rx) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert_eq!((first, second), (Some(1), Some(2)));
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn recv_ends_when_every_sender_is_gone_after_the_queued_events() {
+        let (tx, mut rx) = event_channel();
+        let other = tx.clone();
+        tx.send(cancelled(7)).unwrap();
+        drop(tx);
+        drop(other);
+        assert_eq!(cookie(rx.recv().await), Some(7));
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[test]
+    fn a_closed_or_dropped_receiver_refuses_sends() {
+        let (tx, mut rx) = event_channel();
+        tx.send(cancelled(1)).unwrap();
+        rx.close();
+        assert!(tx.send(cancelled(2)).is_err());
+        assert_eq!(cookie(rx.try_recv()), Some(1), "what was queued before the close is still there");
+        assert!(rx.try_recv().is_none());
+        let (tx, rx) = event_channel();
+        drop(rx);
+        assert!(tx.send(cancelled(3)).is_err());
+    }
+}
