@@ -3,9 +3,39 @@
 # description, running the scenarios, and rewriting sections of docs/benchmarks.md. Sourced, not
 # run.
 
-# A TCP port nobody listens on right now.
+# A TCP port nobody listens on right now, below the kernel's ephemeral range (a port the kernel
+# handed out as ephemeral can be taken again as some client's source port before the broker binds
+# it: seen as RabbitMQ's "dist_port_already_used" during the fan-out scenarios), and not one this
+# script was already given (the ports handed out are remembered in a file named after its pid).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 - "${TMPDIR:-/tmp}/junction-bench-ports.$$" <<'PY'
+import random, socket, sys
+given_file = sys.argv[1]
+try:
+    given = set(open(given_file).read().split())
+except FileNotFoundError:
+    given = set()
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+if low <= 10100:
+    raise SystemExit("free_port: no room below the ephemeral port range (ip_local_port_range starts at %d)" % low)
+for _ in range(500):
+    port = random.randrange(10000, low)
+    if str(port) in given:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    with open(given_file, "a") as f:
+        f.write("%d\n" % port)
+    print(port)
+    break
+else:
+    raise SystemExit("free_port: no free port found below the ephemeral range")
+PY
 }
 
 # True once 127.0.0.1:$1 accepts a connection.
@@ -248,7 +278,7 @@ cleanup_bench_run() {
   stop_pid "${PID:-}"
   [ -n "${EPMD_WAS_RUNNING:-}" ] || epmd -kill >/dev/null 2>&1 || true
   release_bench_lock
-  rm -rf "$WORK"
+  rm -rf "$WORK" "${TMPDIR:-/tmp}/junction-bench-ports.$$"
 }
 
 # Sets up a comparison run named $1: remembers whether epmd already ran, makes $WORK and

@@ -88,12 +88,8 @@ impl Rates {
     /// Per second change of `read(sample)` between the oldest and newest sample that have it.
     fn rate(&self, read: impl Fn(&Sample) -> Option<u64>) -> f64 {
         let samples = self.samples.lock();
-        let (Some(first), Some(last)) = (samples.front(), samples.back()) else { return 0.0 };
-        let (Some(a), Some(b), Some(t0), Some(t1)) = (read(first), read(last), first.at, last.at) else { return 0.0 };
-        let secs = t1.duration_since(t0).as_secs_f64();
-        if secs <= 0.0 {
-            return 0.0;
-        }
+        let (Some(secs), Some(first), Some(last)) = (window_secs(&samples), samples.front(), samples.back()) else { return 0.0 };
+        let (Some(a), Some(b)) = (read(first), read(last)) else { return 0.0 };
         (b.saturating_sub(a)) as f64 / secs
     }
 
@@ -111,15 +107,17 @@ impl Rates {
     /// (received, sent) bytes per second for one connection.
     pub fn connection(&self, id: u64) -> (f64, f64) {
         let samples = self.samples.lock();
-        let (Some(t0), Some(t1)) = (samples.front().and_then(|s| s.at), samples.back().and_then(|s| s.at)) else { return (0.0, 0.0) };
-        let secs = t1.duration_since(t0).as_secs_f64();
-        if secs <= 0.0 {
-            return (0.0, 0.0);
-        }
+        let Some(secs) = window_secs(&samples) else { return (0.0, 0.0) };
         // The first sample's traffic happened before the window began.
         let (recv, sent) = samples.iter().skip(1).filter_map(|s| s.connections.get(&id)).fold((0, 0), |(r, w), c| (r + c.0, w + c.1));
         (recv as f64 / secs, sent as f64 / secs)
     }
+}
+
+/// Seconds between the oldest and the newest sample, if that is more than none.
+fn window_secs(samples: &VecDeque<Sample>) -> Option<f64> {
+    let (t0, t1) = (samples.front()?.at?, samples.back()?.at?);
+    Some(t1.duration_since(t0).as_secs_f64()).filter(|secs| *secs > 0.0)
 }
 
 async fn sample_forever(rates: Weak<Rates>, broker: Weak<Broker>) {

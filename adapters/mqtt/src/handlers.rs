@@ -42,12 +42,14 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// (tokio-util's own starting size), not one that grows from a few bytes read by read.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// Resolves when the first pending acknowledgement's store write finished (it stays in the
-/// queue: the caller pops it). Pending for ever while there is none.
+/// Takes the first pending acknowledgement once its store write finished: (packet id, QoS,
+/// reason code). Pending for ever while there is none. Cancel-safe: it pops only when ready.
 async fn first_stored(acks: &mut std::collections::VecDeque<crate::client::PendingAck>) -> (u16, u8, u8) {
-    std::future::poll_fn(|cx| match acks.front_mut() {
-        Some(ack) => ack.poll_unpin(cx),
-        None => std::task::Poll::Pending,
+    std::future::poll_fn(|cx| {
+        let Some(ack) = acks.front_mut() else { return std::task::Poll::Pending };
+        let stored = std::task::ready!(ack.poll_unpin(cx));
+        acks.pop_front();
+        std::task::Poll::Ready(stored)
     })
     .await
 }
@@ -99,7 +101,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     None
                 }
                 (packet_id, qos, code) = first_stored(&mut self.client.pending_acks), if !self.client.pending_acks.is_empty() => {
-                    self.client.pending_acks.pop_front();
                     self.on_stored(packet_id, qos, code);
                     self.send_ready_acks();
                     None
@@ -194,8 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// PUBACK / PUBREC for every publish whose storage already finished (in order).
     fn send_ready_acks(&mut self) {
-        while let Some((packet_id, qos, code)) = self.client.pending_acks.front_mut().and_then(|ack| ack.now_or_never()) {
-            self.client.pending_acks.pop_front();
+        while let Some((packet_id, qos, code)) = first_stored(&mut self.client.pending_acks).now_or_never() {
             self.on_stored(packet_id, qos, code);
         }
     }

@@ -5,8 +5,10 @@
 //! Why not tokio's unbounded mpsc: it allocates a cache-padded channel and a first block of 32
 //! slots up front, ~1.3 KiB for every connection, idle or not. Here an idle connection's channel
 //! is one small allocation (a mutex, an empty `VecDeque`, a waker slot); the deque grows only
-//! while events wait and is given back by `shrink` when the connection goes idle. Every
-//! operation takes the mutex briefly; a sender wakes the receiver only when it was waiting.
+//! while events wait, a burst's room is given back once it is drained, and `shrink` frees the
+//! rest when the connection goes idle. Every operation takes the mutex briefly; a sender wakes
+//! the receiver only when it was waiting. Unlike tokio's `recv`, receiving spends no task
+//! budget: the adapters' socket writes do.
 
 use super::ConsumerEvent;
 use parking_lot::Mutex;
@@ -14,6 +16,9 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+
+/// Room for events the deque keeps once empty; a burst beyond it is freed when drained.
+const KEPT_CAPACITY: usize = 32;
 
 struct State {
     events: VecDeque<ConsumerEvent>,
@@ -96,6 +101,10 @@ impl EventReceiver {
             if let Some(event) = state.events.pop_front() {
                 return Poll::Ready(Some(event));
             }
+            if state.events.capacity() > KEPT_CAPACITY {
+                // A burst is over (up to a send window, ~1,000 events): give its memory back.
+                state.events = VecDeque::new();
+            }
             if state.senders == 0 || state.closed {
                 return Poll::Ready(None);
             }
@@ -118,7 +127,8 @@ impl EventReceiver {
         self.shared.lock().closed = true;
     }
 
-    /// Gives back the memory a burst of events left behind (call when the connection is idle).
+    /// Gives back all the deque's memory (`recv` keeps room for a few events; call this when the
+    /// connection goes idle).
     pub fn shrink(&mut self) {
         let mut state = self.shared.lock();
         if state.events.is_empty() {
@@ -179,6 +189,20 @@ mod tests {
         drop(other);
         assert_eq!(cookie(rx.recv().await), Some(7));
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_drained_burst_gives_its_memory_back() {
+        let (tx, mut rx) = event_channel();
+        for i in 0..1000 {
+            tx.send(cancelled(i)).unwrap();
+        }
+        for i in 0..1000 {
+            assert_eq!(cookie(rx.recv().await), Some(i));
+        }
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), rx.recv()).await;
+        assert!(waited.is_err(), "nothing left: recv waits");
+        assert!(rx.shared.lock().events.capacity() <= KEPT_CAPACITY);
     }
 
     #[test]
