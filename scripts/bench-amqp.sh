@@ -196,7 +196,7 @@ EOF
 main() {
   cd "$(dirname "$0")/.."
   DURATION=${BENCH_DURATION:-15}
-  build_junction
+  prebuilt_or_build_junction
   ensure_packages rabbitmq-server
   # The Debian package starts a node of its own where systemd runs; ours are private.
   begin_bench_run junction-bench

@@ -156,7 +156,7 @@ write_section() {
 
 main() {
   DURATION=${BENCH_DURATION:-15}
-  build_junction
+  prebuilt_or_build_junction
   ensure_packages mosquitto rabbitmq-server
   # 1000 subscribers need 1000 sockets in the generator and as many in the broker.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -115,7 +115,7 @@ write_section() {
 
 main() {
   DURATION=${BENCH_DURATION:-15}
-  build_junction
+  prebuilt_or_build_junction
   ensure_packages rabbitmq-server
   # Debian's packages start brokers of their own where systemd runs; ours are private.
   begin_bench_run junction-bench-stomp

@@ -88,7 +88,7 @@ EOF
 }
 
 main() {
-  build_junction
+  prebuilt_or_build_junction
   ensure_packages mosquitto
   LIMIT=$(ulimit -Hn)
   ulimit -n "$LIMIT"

@@ -70,7 +70,7 @@ write_section() {
 }
 
 main_recovery() {
-  build_junction
+  prebuilt_or_build_junction
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-recovery.XXXXXX")
   ROWS=$WORK/rows.md
   trap cleanup EXIT

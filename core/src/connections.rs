@@ -40,7 +40,7 @@ pub struct Connections {
 /// Counts one open connection until dropped, and keeps it listed for operators.
 pub struct ConnectionPermit {
     connections: Arc<Connections>,
-    user: String,
+    /// Its listing; the connection counts against the limits of `entry.info.user`.
     pub registration: crate::registry::Registration,
 }
 
@@ -48,10 +48,11 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut counts = self.connections.counts.lock();
         counts.total -= 1;
-        if let Some(n) = counts.per_user.get_mut(&self.user) {
+        let user = &self.registration.entry.info.user;
+        if let Some(n) = counts.per_user.get_mut(user) {
             *n -= 1;
             if *n == 0 {
-                counts.per_user.remove(&self.user);
+                counts.per_user.remove(user);
             }
         }
     }
@@ -63,6 +64,7 @@ impl Connections {
     }
 
     /// Admits a connection of `user`, or refuses it (RabbitMQ's wording) when a limit is reached.
+    /// `listing` registers it, for that same user.
     pub fn admit(self: &Arc<Self>, user: &str, listing: impl FnOnce() -> crate::registry::Registration) -> CoreResult<ConnectionPermit> {
         let mut counts = self.counts.lock();
         let limit = |max: usize, n: usize| max > 0 && n >= max;
@@ -76,7 +78,9 @@ impl Connections {
         }
         counts.total += 1;
         *counts.per_user.entry(user.to_string()).or_default() += 1;
-        Ok(ConnectionPermit { connections: self.clone(), user: user.to_string(), registration: listing() })
+        let registration = listing();
+        debug_assert_eq!(registration.entry.info.user, user, "a connection is listed under the user it counts against");
+        Ok(ConnectionPermit { connections: self.clone(), registration })
     }
 
     /// Open connections now.
@@ -116,7 +120,7 @@ mod tests {
         let admit = |user: &str| {
             let info = crate::registry::ConnectionInfo {
                 protocol: crate::registry::Protocol::Amqp,
-                protocol_version: "AMQP 0-9-1".into(),
+                protocol_version: "AMQP 0-9-1",
                 user: user.into(),
                 vhost: "/".into(),
                 client_id: String::new(),

@@ -116,7 +116,7 @@ impl std::ops::AddAssign for TrafficSnapshot {
 pub struct ConnectionInfo {
     pub protocol: Protocol,
     /// Shown to operators: "AMQP 0-9-1", "MQTT 5.0", "STOMP 1.2".
-    pub protocol_version: String,
+    pub protocol_version: &'static str,
     pub user: String,
     pub vhost: String,
     /// MQTT client id, AMQP `connection_name` client property, STOMP `client-id` header.
@@ -322,7 +322,7 @@ mod tests {
     fn info(protocol: Protocol) -> ConnectionInfo {
         ConnectionInfo {
             protocol,
-            protocol_version: "x".into(),
+            protocol_version: "x",
             user: "u".into(),
             vhost: "/".into(),
             client_id: "c".into(),

@@ -157,7 +157,7 @@ where
     })?;
     let info = ConnectionInfo {
         protocol: Protocol::Amqp,
-        protocol_version: "AMQP 0-9-1".into(),
+        protocol_version: "AMQP 0-9-1",
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id,

@@ -200,8 +200,7 @@ where
             Level::V31 => "MQTT 3.1",
             Level::V311 => "MQTT 3.1.1",
             Level::V5 => "MQTT 5.0",
-        }
-        .into(),
+        },
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id: id.clone(),
@@ -334,13 +333,13 @@ async fn teardown(
     end: End,
     generation: u64,
 ) {
-    for (_, (queue, consumer, _)) in client.consumers.drain() {
+    for (_, (queue, consumer, _)) in std::mem::take(&mut client.consumers) {
         queue.cancel(consumer);
     }
     // Deliveries the queues handed over that never reached the socket go back, in order, so
     // a persistent session finds them on resume.
     junction_core::queue::return_unsent(&mut events);
-    for (_, outgoing) in client.outstanding.drain() {
+    for (_, outgoing) in std::mem::take(&mut client.outstanding) {
         if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
             queue.reject(&[seq], true);
         }

@@ -25,7 +25,8 @@ struct Owner {
 
 #[derive(Default)]
 pub struct Registry {
-    owners: Mutex<HashMap<(String, String), Owner>>,
+    /// Vhost -> client id -> owner (by vhost first: a key per connection holds only its id).
+    owners: Mutex<HashMap<String, HashMap<String, Owner>>>,
     generations: std::sync::atomic::AtomicU64,
 }
 
@@ -40,10 +41,8 @@ impl Registry {
         let (kick_tx, kick_rx) = oneshot::channel();
         let (released_tx, released_rx) = oneshot::channel();
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let previous = self.owners.lock().insert(
-            (vhost.to_string(), client_id.to_string()),
-            Owner { kick: Some(kick_tx), released: released_rx, generation },
-        );
+        let owner = Owner { kick: Some(kick_tx), released: released_rx, generation };
+        let previous = self.owners.lock().entry(vhost.to_string()).or_default().insert(client_id.to_string(), owner);
         let took_over = previous.is_some();
         if let Some(mut old) = previous {
             if let Some(kick) = old.kick.take() {
@@ -57,19 +56,22 @@ impl Registry {
     /// Forgets the owner if it is still `generation` (a newer one may already have claimed).
     pub fn release(&self, vhost: &str, client_id: &str, generation: u64) {
         let mut owners = self.owners.lock();
-        let key = (vhost.to_string(), client_id.to_string());
-        if owners.get(&key).is_some_and(|o| o.generation == generation) {
-            owners.remove(&key);
+        let Some(of_vhost) = owners.get_mut(vhost) else { return };
+        if of_vhost.get(client_id).is_some_and(|o| o.generation == generation) {
+            of_vhost.remove(client_id);
+            if of_vhost.is_empty() {
+                owners.remove(vhost);
+            }
         }
     }
 
     /// Clients connected now.
     pub fn connected(&self) -> usize {
-        self.owners.lock().len()
+        self.owners.lock().values().map(HashMap::len).sum()
     }
 
     pub fn is_connected(&self, vhost: &str, client_id: &str) -> bool {
-        self.owners.lock().contains_key(&(vhost.to_string(), client_id.to_string()))
+        self.owners.lock().get(vhost).is_some_and(|of_vhost| of_vhost.contains_key(client_id))
     }
 
 }

@@ -43,7 +43,11 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
     let access = stomp.broker.access(&user, vhost.name()).map_err(|e| StompError::new("Bad CONNECT", &e.message))?;
     let info = ConnectionInfo {
         protocol: Protocol::Stomp,
-        protocol_version: format!("STOMP {}", version.as_str()),
+        protocol_version: match version {
+            Version::V10 => "STOMP 1.0",
+            Version::V11 => "STOMP 1.1",
+            Version::V12 => "STOMP 1.2",
+        },
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
         client_id: frame.header("client-id").unwrap_or_default().to_string(),

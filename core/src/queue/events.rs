@@ -6,9 +6,11 @@
 //! slots up front, ~1.3 KiB for every connection, idle or not. Here an idle connection's channel
 //! is one small allocation (a mutex, an empty `VecDeque`, a waker slot); the deque grows only
 //! while events wait, a burst's room is given back once it is drained, and `shrink` frees the
-//! rest when the connection goes idle. Every operation takes the mutex briefly; a sender wakes
-//! the receiver only when it was waiting. Unlike tokio's `recv`, receiving spends no task
-//! budget: the adapters' socket writes do.
+//! rest when the connection goes idle. A send takes the mutex briefly and wakes the receiver
+//! only when it was waiting; the receiver takes everything queued at once (swapping deques), so
+//! it locks once per batch, not per event, and a queue dispatching under its own lock seldom
+//! waits for it. Unlike tokio's `recv`, receiving spends no task budget: the adapters' socket
+//! writes do.
 
 use super::ConsumerEvent;
 use parking_lot::Mutex;
@@ -37,11 +39,13 @@ pub struct EventSender {
 /// The connection's end.
 pub struct EventReceiver {
     shared: Arc<Mutex<State>>,
+    /// Events taken from `shared` and not handed out yet (the receiver's side of the swap).
+    taken: VecDeque<ConsumerEvent>,
 }
 
 pub fn event_channel() -> (EventSender, EventReceiver) {
     let shared = Arc::new(Mutex::new(State { events: VecDeque::new(), closed: false, senders: 1, waiting: None }));
-    (EventSender { shared: shared.clone() }, EventReceiver { shared })
+    (EventSender { shared: shared.clone() }, EventReceiver { shared, taken: VecDeque::new() })
 }
 
 impl EventSender {
@@ -97,13 +101,17 @@ impl EventReceiver {
     /// gone (or it was closed).
     pub async fn recv(&mut self) -> Option<ConsumerEvent> {
         poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if let Some(event) = state.events.pop_front() {
+            if let Some(event) = self.taken.pop_front() {
                 return Poll::Ready(Some(event));
             }
-            if state.events.capacity() > KEPT_CAPACITY {
+            let mut state = self.shared.lock();
+            std::mem::swap(&mut state.events, &mut self.taken);
+            if let Some(event) = self.taken.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if self.taken.capacity() > KEPT_CAPACITY || state.events.capacity() > KEPT_CAPACITY {
                 // A burst is over (up to a send window, ~1,000 events): give its memory back.
-                state.events = VecDeque::new();
+                (self.taken, state.events) = (VecDeque::new(), VecDeque::new());
             }
             if state.senders == 0 || state.closed {
                 return Poll::Ready(None);
@@ -119,7 +127,10 @@ impl EventReceiver {
 
     /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<ConsumerEvent> {
-        self.shared.lock().events.pop_front()
+        if self.taken.is_empty() {
+            std::mem::swap(&mut self.shared.lock().events, &mut self.taken);
+        }
+        self.taken.pop_front()
     }
 
     /// Refuses further sends; events already queued can still be taken with `try_recv`.
@@ -131,8 +142,8 @@ impl EventReceiver {
     /// connection goes idle).
     pub fn shrink(&mut self) {
         let mut state = self.shared.lock();
-        if state.events.is_empty() {
-            state.events = VecDeque::new();
+        if state.events.is_empty() && self.taken.is_empty() {
+            (self.taken, state.events) = (VecDeque::new(), VecDeque::new());
         }
     }
 }
@@ -203,6 +214,7 @@ mod tests {
         let waited = tokio::time::timeout(std::time::Duration::from_millis(20), rx.recv()).await;
         assert!(waited.is_err(), "nothing left: recv waits");
         assert!(rx.shared.lock().events.capacity() <= KEPT_CAPACITY);
+        assert!(rx.taken.capacity() <= KEPT_CAPACITY);
     }
 
     #[test]
