@@ -63,6 +63,7 @@ build_junction() {
 
 # Sets JUNCTION to $JUNCTION_BIN when given (an existing binary), else builds one.
 prebuilt_or_build_junction() {
+  source scripts/lib.sh
   if [ -n "${JUNCTION_BIN:-}" ]; then
     JUNCTION=$JUNCTION_BIN
   else
