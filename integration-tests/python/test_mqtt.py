@@ -164,6 +164,18 @@ def test_will_is_published_when_the_client_vanishes(broker):
     assert len(watcher.messages) == 1, "a clean DISCONNECT discards the will"
 
 
+def test_a_connect_larger_than_the_first_read_buffer_is_read_whole(broker):
+    # The broker reads CONNECT into a small buffer (idle connections stay cheap); a larger one,
+    # here a 16 KiB will, must still arrive whole.
+    watcher = Client(broker)
+    watcher.subscribe("status/+", 1)
+    payload = bytes(range(256)) * 64
+    doomed = Client(broker, will=("status/big", payload, 1, False))
+    doomed.c.loop_stop()
+    doomed.c.socket().close()
+    assert [(m.topic, m.payload) for m in watcher.wait_for(1)] == [("status/big", payload)]
+
+
 def test_session_takeover_closes_the_first_connection(broker):
     a = Client(broker, client_id="dup", version="5")
     b = Client(broker, client_id="dup", version="5")
