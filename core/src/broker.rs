@@ -255,7 +255,10 @@ impl Broker {
     /// operators (`traffic` is what its `registry::Counted` stream counts).
     pub fn admit_connection(&self, user: &User, info: ConnectionInfo, transport: &Transport) -> CoreResult<ConnectionPermit> {
         let id = self.next_connection_id();
-        self.connections.admit(&user.name, || self.registry.register(id, info, transport.traffic.clone()))
+        // Listed under the user it counts against: the permit uncounts the listed one.
+        let info = ConnectionInfo { user: user.name.clone(), ..info };
+        let name = info.user.clone();
+        self.connections.admit(&name, || self.registry.register(id, info, transport.traffic.clone()))
     }
 
     /// The open connections, for operators.

@@ -64,7 +64,7 @@ impl Connections {
     }
 
     /// Admits a connection of `user`, or refuses it (RabbitMQ's wording) when a limit is reached.
-    /// `listing` registers it, for that same user.
+    /// `listing` registers it, under that same user (the permit uncounts the listed user).
     pub fn admit(self: &Arc<Self>, user: &str, listing: impl FnOnce() -> crate::registry::Registration) -> CoreResult<ConnectionPermit> {
         let mut counts = self.counts.lock();
         let limit = |max: usize, n: usize| max > 0 && n >= max;
@@ -78,9 +78,7 @@ impl Connections {
         }
         counts.total += 1;
         *counts.per_user.entry(user.to_string()).or_default() += 1;
-        let registration = listing();
-        debug_assert_eq!(registration.entry.info.user, user, "a connection is listed under the user it counts against");
-        Ok(ConnectionPermit { connections: self.clone(), registration })
+        Ok(ConnectionPermit { connections: self.clone(), registration: listing() })
     }
 
     /// Open connections now.

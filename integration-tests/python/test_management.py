@@ -294,3 +294,25 @@ def test_the_grafana_dashboard_uses_only_metrics_that_exist(broker):
     # prometheus-client names counter families without their _total suffix.
     exposed = families | {f + "_total" for f in families}
     assert used and used <= exposed, used - exposed
+
+
+def test_connection_byte_rates_follow_traffic(broker):
+    busy = pika.BlockingConnection(broker.params(client_properties={"connection_name": "busy"}))
+    idle = pika.BlockingConnection(broker.params(client_properties={"connection_name": "idle"}))
+    ch = busy.channel()
+    ch.queue_declare("rates", auto_delete=True)
+    deadline = time.monotonic() + 15
+    rates = {}
+    while time.monotonic() < deadline:
+        for _ in range(20):
+            ch.basic_publish("", "rates", b"x" * 10_000)
+        busy.process_data_events(time_limit=0.1)
+        idle.process_data_events(time_limit=0)
+        rates = {c["client_id"]: c["recv_oct_details"]["rate"] for c in get(broker, "/api/connections")}
+        if rates.get("busy", 0) > 10_000:
+            break
+    assert rates["busy"] > 10_000, rates
+    # The idle connection's only traffic is its handshake, a few hundred bytes.
+    assert rates["idle"] < rates["busy"] / 100, rates
+    busy.close()
+    idle.close()
