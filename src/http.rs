@@ -133,7 +133,7 @@ async fn mqtt_ws(
         .on_upgrade(move |socket| async move {
             let (broker_side, bridge_side) = tokio::io::duplex(BRIDGE_BUFFER);
             tokio::spawn(bridge(socket, bridge_side));
-            mqtt.serve_stream(broker_side, link, state.shutdown).await;
+            mqtt.serve_stream(broker_side, link).await;
         })
         .into_response()
 }

@@ -117,8 +117,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         if let Some(addr) = settings.mqtts {
             let listener = bind(&mut bound, "mqtts", addr).await?;
-            let (mqtt, shutdown) = (mqtt.clone(), shutdown_rx.clone());
-            let serve = move |s, link| mqtt.clone().serve_stream(s, link, shutdown.clone());
+            let mqtt = mqtt.clone();
+            let serve = move |s, link| mqtt.clone().serve_stream(s, link);
             tasks.push(tokio::spawn(tls_listener::serve(listener, tls.clone(), shutdown_rx.clone(), serve)));
         }
         if let Some(addr) = settings.stomps {
@@ -165,6 +165,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    // MQTT connections (over TCP, TLS and WebSocket) are told by their adapter, not the watch.
+    mqtt.shut_down();
     for task in tasks {
         let _ = task.await;
     }

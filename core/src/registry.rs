@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -133,10 +132,17 @@ pub struct ConnectionEntry {
     pub traffic: Arc<Traffic>,
     /// Numbers of the AMQP channels open (empty for MQTT and STOMP).
     channels: Mutex<Vec<u16>>,
-    /// Why an operator asked the connection to close, once one did; `close_notify` wakes the
-    /// connection. (Not a `watch` channel: that costs ~350 bytes more per connection.)
-    close_reason: Mutex<Option<String>>,
-    close_notify: Notify,
+    /// Why an operator asked the connection to close, once one did, and the connection's waker.
+    /// (Neither a `watch` channel nor a `Notify`: every connection has one, and a waiter on
+    /// those is a future of 64 bytes or more kept in the connection's task while it waits.)
+    close: Mutex<CloseRequest>,
+}
+
+#[derive(Debug, Default)]
+struct CloseRequest {
+    reason: Option<String>,
+    /// The connection, while it waits (one waiter: the connection's own task).
+    waiter: Option<std::task::Waker>,
 }
 
 impl ConnectionEntry {
@@ -157,8 +163,14 @@ impl ConnectionEntry {
 
     /// Asks the connection to close, telling its client `reason`.
     pub fn request_close(&self, reason: &str) {
-        *self.close_reason.lock() = Some(reason.to_string());
-        self.close_notify.notify_waiters();
+        let waiter = {
+            let mut close = self.close.lock();
+            close.reason = Some(reason.to_string());
+            close.waiter.take()
+        };
+        if let Some(waker) = waiter {
+            waker.wake();
+        }
     }
 }
 
@@ -179,16 +191,21 @@ impl Registration {
     /// Resolves with the reason once an operator asks for the connection to close (pending for
     /// ever otherwise; use in a `select!`).
     pub async fn close_requested(&mut self) -> String {
-        loop {
-            let notified = self.entry.close_notify.notified();
-            tokio::pin!(notified);
-            // Registered before the check: a request made in between still wakes us.
-            notified.as_mut().enable();
-            if let Some(reason) = self.entry.close_reason.lock().clone() {
-                return reason;
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_close_requested(cx)).await
+    }
+
+    /// `close_requested` for a hand-written poll loop: the reason, or Pending with `cx` woken
+    /// when a request comes.
+    pub fn poll_close_requested(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<String> {
+        let mut close = self.entry.close.lock();
+        if let Some(reason) = &close.reason {
+            return std::task::Poll::Ready(reason.clone());
         }
+        match &close.waiter {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => close.waiter = Some(cx.waker().clone()),
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -210,8 +227,7 @@ impl Registry {
             connected_at_ms: crate::message::now_ms(),
             traffic,
             channels: Mutex::new(Vec::new()),
-            close_reason: Mutex::new(None),
-            close_notify: Notify::new(),
+            close: Mutex::default(),
         });
         self.open.lock().insert(id, entry.clone());
         Registration { registry: self.clone(), entry }
@@ -358,5 +374,17 @@ mod tests {
         entry.request_close("Closed via management API");
         let reason = tokio::time::timeout(std::time::Duration::from_secs(1), reg.close_requested()).await.unwrap();
         assert_eq!(reason, "Closed via management API");
+    }
+
+    #[tokio::test]
+    async fn a_close_request_wakes_a_connection_already_waiting() {
+        let registry = Arc::new(Registry::default());
+        let mut reg = registry.register(1, info(Protocol::Mqtt), Arc::default());
+        let waiting = tokio::spawn(async move { reg.close_requested().await });
+        tokio::task::yield_now().await; // the connection now waits
+        assert!(!waiting.is_finished());
+        registry.list()[0].request_close("maintenance");
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        assert_eq!(reason, "maintenance");
     }
 }

@@ -30,7 +30,8 @@ class Client:
         self.connack = None
         self.c.on_message = self._on_message
         self.c.on_connect = self._on_connect
-        self.c.on_disconnect = lambda *a: self.disconnected.set()
+        self.disconnect_reason = None
+        self.c.on_disconnect = self._on_disconnect
         if user:
             self.c.username_pw_set(*user)
         if will:
@@ -47,6 +48,10 @@ class Client:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.connack = (flags, reason_code)
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.disconnect_reason = reason_code.value
+        self.disconnected.set()
 
     def _on_message(self, client, userdata, msg):
         with self.lock:
@@ -180,6 +185,7 @@ def test_session_takeover_closes_the_first_connection(broker):
     a = Client(broker, client_id="dup", version="5")
     b = Client(broker, client_id="dup", version="5")
     assert a.disconnected.wait(WAIT)
+    assert a.disconnect_reason == 0x8E, "DISCONNECT: session taken over"
     b.subscribe("x", 0)
     Client(broker).publish("x", b"to b", qos=1)
     assert [m.payload for m in b.wait_for(1)] == [b"to b"]
@@ -425,3 +431,61 @@ def test_connections_keep_working_after_idling_long_enough_to_free_their_buffers
     raw.close()
     sub.close()
     pub.close()
+
+
+def test_broker_shutdown_tells_mqtt5_clients_why(broker_factory):
+    b = broker_factory()
+    v5, v311 = Client(b, version="5"), Client(b, version="3.1.1")
+    assert b.stop() == 0
+    assert v5.disconnected.wait(WAIT) and v311.disconnected.wait(WAIT)
+    assert v5.disconnect_reason == 0x8B, "DISCONNECT: server shutting down"
+
+
+def mqtt5_connect(client_id, keep_alive):
+    """A raw MQTT 5 CONNECT with clean start and no properties."""
+    body = b"\x00\x04MQTT\x05\x02" + keep_alive.to_bytes(2, "big") + b"\x00"
+    body += len(client_id).to_bytes(2, "big") + client_id
+    return bytes([0x10, len(body)]) + body
+
+
+def read_until_closed(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_silent_client_is_disconnected_after_one_and_a_half_keep_alives(broker):
+    raw = socket.create_connection(("127.0.0.1", broker.mqtt_port), timeout=WAIT)
+    raw.sendall(mqtt5_connect(b"silent", keep_alive=2))
+    connack = raw.recv(2)
+    connack += raw.recv(connack[1], socket.MSG_WAITALL)
+    assert connack[:4] == b"\x20" + bytes([connack[1]]) + b"\x00\x00"
+    time.sleep(2.0)
+    raw.sendall(b"\xc0\x00")  # PINGREQ: the keep-alive counts from here
+    pinged = time.monotonic()
+    rest = read_until_closed(raw)
+    silent_for = time.monotonic() - pinged
+    assert rest[:2] == b"\xd0\x00", "PINGRESP"
+    assert rest[2] == 0xE0 and rest[4] == 0x8D, "DISCONNECT: keep-alive timeout, got %r" % rest
+    assert 2.5 <= silent_for < 6, "closed after %.2f s of silence (keep-alive 2 s)" % silent_for
+
+
+def test_a_memory_alarm_stops_reading_from_mqtt_publishers_until_queues_drain(broker_factory):
+    b = broker_factory("--memory-high-watermark", "1000000")
+    sub = Client(b, client_id="flood-sub", clean=False)
+    sub.subscribe("flood", 1)
+    sub.close()  # offline: its session queue keeps what is published
+    pub = Client(b)
+    for _ in range(6):  # the sixth takes the queued bytes over 1 MB
+        pub.publish("flood", b"x" * 180_000, qos=1)
+    late = pub.c.publish("flood", b"late", qos=1)
+    time.sleep(1.0)
+    assert not late.is_published(), "the publisher is not read while the alarm is raised"
+    # The subscriber has never published: it is read (its PUBACKs drain the queue).
+    sub = Client(b, client_id="flood-sub", clean=False)
+    assert len(sub.wait_for(7)) == 7
+    late.wait_for_publish(WAIT)
+    assert late.is_published(), "read again once the alarm cleared"

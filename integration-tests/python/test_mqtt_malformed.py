@@ -40,6 +40,28 @@ def raw(broker):
     return s
 
 
+def split_packets(data):
+    """[(first byte, body)] of the MQTT packets in `data` (a cut-off last one is left out)."""
+    packets, i = [], 0
+    while i + 1 < len(data):
+        length, shift, j = 0, 0, i + 1
+        while j < len(data):
+            length |= (data[j] & 0x7F) << shift
+            shift, j = shift + 7, j + 1
+            if not data[j - 1] & 0x80:
+                break
+        if j + length > len(data):
+            break
+        packets.append((data[i], data[j:j + length]))
+        i = j + length
+    return packets
+
+
+def disconnect_reasons(data):
+    """The reason codes of the MQTT 5 DISCONNECTs in `data` (0 for one without a reason)."""
+    return [body[0] if body else 0 for first, body in split_packets(data) if first == 0xE0]
+
+
 def read_until_closed(s, deadline=5.0):
     data, end = b"", time.monotonic() + deadline
     while time.monotonic() < end:
@@ -98,7 +120,7 @@ def test_packet_claiming_to_exceed_the_limit_is_refused_before_buffering(broker)
     s.sendall(bytes([0x30]) + remaining_length(200 * 1024 * 1024))
     data, closed = read_until_closed(s)
     assert closed
-    assert data[:1] == b"\xe0" and data[2] == 0x95, data  # DISCONNECT, Packet too large
+    assert disconnect_reasons(data) == [0x95], data  # Packet too large
     healthy_round_trip(broker)
 
 
@@ -110,7 +132,7 @@ def test_wildcard_in_a_published_topic_is_a_protocol_violation(broker):
     s.sendall(bytes([0x30]) + remaining_length(len(body)) + body)
     data, closed = read_until_closed(s)
     assert closed
-    assert data[:1] == b"\xe0" and data[2] in (0x90, 0x81), data  # Topic Name invalid / malformed
+    assert disconnect_reasons(data) == [0x90], data  # Topic Name invalid
     healthy_round_trip(broker)
 
 
@@ -147,7 +169,7 @@ def test_exceeding_the_receive_maximum_disconnects_with_0x93(broker_factory, tmp
         s.sendall(bytes([0x34]) + remaining_length(len(body)) + body)
     data, closed = read_until_closed(s)
     assert closed
-    assert b"\xe0\x02\x93" in data or data.endswith(b"\x93\x00") or b"\xe0\x01\x93" in data, data.hex()
+    assert disconnect_reasons(data) == [0x93], data.hex()  # Receive Maximum exceeded
 
 
 def test_empty_client_id_with_persistent_session_gets_connack_0x02(broker):
@@ -176,4 +198,4 @@ def test_the_disconnect_reason_survives_a_client_that_keeps_sending(broker_facto
         s.sendall(b"\x62\x02" + struct.pack("!H", packet_id))  # PUBREL
     data, closed = read_until_closed(s)
     assert closed
-    assert b"\xe0\x02\x93" in data or b"\xe0\x01\x93" in data or b"\x93\x00" in data, data.hex()
+    assert disconnect_reasons(data) == [0x93], data.hex()

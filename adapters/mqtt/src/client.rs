@@ -61,6 +61,9 @@ pub struct Client {
     pub pending_acks: VecDeque<PendingAck>,
     /// Inbound QoS 1 publishes not yet acknowledged (QoS 2 ones are `session.incoming_qos2`).
     pub inbound_qos1: usize,
+    /// Set once the client has published: resource alarms stop reading from it (only from
+    /// publishers, as in RabbitMQ: a subscriber must still be read, its acks drain the queues).
+    pub has_published: bool,
     pub will: Option<Box<Will>>,
     /// Inbound topic aliases (MQTT 5).
     pub aliases: BTreeMap<u16, String>,
@@ -106,15 +109,6 @@ impl OutboundAliases {
 pub const SESSION_COOKIE: u64 = 1;
 
 impl Client {
-    /// Resolves once an operator asks to close the connection holding `permit` (a function of
-    /// the field so that a `select!` can borrow the client's other fields alongside).
-    pub async fn close_requested(permit: &mut Option<junction_core::connections::ConnectionPermit>) -> String {
-        match permit.as_mut() {
-            Some(permit) => permit.registration.close_requested().await,
-            None => std::future::pending().await,
-        }
-    }
-
     /// The session queue, declared and consumed now if this is its first use.
     pub fn session_queue(&mut self) -> junction_core::CoreResult<Arc<Queue>> {
         if let Some(queue) = &self.queue {
@@ -160,6 +154,7 @@ impl Client {
             next_packet_id: 1,
             pending_acks: VecDeque::new(),
             inbound_qos1: 0,
+            has_published: false,
             will: None,
             aliases: BTreeMap::new(),
             topic_alias_max: 0,

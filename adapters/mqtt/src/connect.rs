@@ -14,7 +14,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::{Encoder, FramedRead};
 
@@ -32,19 +31,20 @@ pub enum End {
 /// boxed futures: a task is as large as its largest await point for its whole life, and
 /// 100,000 idle MQTT connections must cost little memory each (see docs/benchmarks.md). Not an
 /// `async fn`: one would keep its arguments (the stream, the link) in the future for good.
-pub fn run<S>(mqtt: Arc<Mqtt>, stream: S, link: Link, shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> + Send
+pub fn run<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let opening = Box::pin(open(mqtt, stream, link));
     async move {
-        let Some((mut conn, ownership)) = opening.await else { return };
-        let end = conn.run(ownership.kicked, shutdown).await;
-        Box::pin(close(conn, end, ownership.released, ownership.generation)).await;
+        let Some((mut conn, released, generation)) = opening.await else { return };
+        let end = conn.run().await;
+        Box::pin(close(conn, end, released, generation)).await;
     }
 }
 
-type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, crate::registry::Ownership);
+/// The connection, and what `close` needs of its ownership of the client id.
+type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, tokio::sync::oneshot::Sender<()>, u64);
 
 /// Reads and answers CONNECT; the connection ready for its loop, or None once refused.
 async fn open<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> Option<Opened<S>>
@@ -97,8 +97,20 @@ where
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let now = Instant::now();
-    let conn = crate::handlers::Conn { reader, writer: wr, client, events, keep_alive, last_read: now, last_active: now, buffers_released: false };
-    Some((Box::new(conn), ownership))
+    let crate::registry::Ownership { kicked, released, generation } = ownership;
+    let conn = crate::handlers::Conn {
+        reader,
+        writer: wr,
+        client,
+        events,
+        keep_alive,
+        last_read: now,
+        last_active: now,
+        buffers_released: false,
+        kicked,
+        read_first: false,
+    };
+    Some((Box::new(conn), released, generation))
 }
 
 /// The first read buffer's size (see `open`).

@@ -17,7 +17,9 @@ use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
+use std::future::Future;
+use std::task::Poll;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -33,6 +35,10 @@ pub struct Conn<S> {
     pub last_active: Instant,
     /// The buffers were given back since `last_active` (so the release timer is off).
     pub buffers_released: bool,
+    /// Fires when the connection must leave (see `registry::Ownership::kicked`).
+    pub kicked: oneshot::Receiver<u8>,
+    /// Whether `poll_wake` polled the socket before the consumer events last time.
+    pub read_first: bool,
 }
 
 /// A connection with no traffic for this long gives its read and write buffers back (an idle
@@ -43,15 +49,13 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 const READ_BUFFER: usize = 8 * 1024;
 
 /// Takes the first pending acknowledgement once its store write finished: (packet id, QoS,
-/// reason code). Pending for ever while there is none. Cancel-safe: it pops only when ready.
-async fn first_stored(acks: &mut std::collections::VecDeque<crate::client::PendingAck>) -> (u16, u8, u8) {
-    std::future::poll_fn(|cx| {
-        let Some(ack) = acks.front_mut() else { return std::task::Poll::Pending };
-        let stored = std::task::ready!(ack.poll_unpin(cx));
-        acks.pop_front();
-        std::task::Poll::Ready(stored)
-    })
-    .await
+/// reason code). Pending while there is none. Only the first is polled: acknowledgements leave
+/// in publish order anyway.
+fn poll_first_stored(acks: &mut std::collections::VecDeque<crate::client::PendingAck>, cx: &mut std::task::Context<'_>) -> Poll<(u16, u8, u8)> {
+    let Some(ack) = acks.front_mut() else { return Poll::Pending };
+    let stored = std::task::ready!(ack.poll_unpin(cx));
+    acks.pop_front();
+    Poll::Ready(stored)
 }
 
 /// Why handling a packet ended the connection.
@@ -59,39 +63,71 @@ struct Close {
     end: End,
     /// MQTT 5 DISCONNECT reason to send first (3.1.x just closes).
     reason: Option<u8>,
+    /// Its Reason String, when not the code's usual text (an operator's reason).
+    text: Option<String>,
 }
 
 /// Packets handled per wake-up beyond the first, before replies are written.
 const READ_BATCH: usize = 64;
 
 fn protocol_error(code: u8) -> Close {
-    Close { end: End::Abnormal, reason: Some(code) }
+    Close { end: End::Abnormal, reason: Some(code), text: None }
+}
+
+/// What woke a waiting connection up.
+enum Wake {
+    Read(Option<Result<Inbound, crate::codec::DecodeError>>),
+    Event(ConsumerEvent),
+    /// The first pending acknowledgement's store write finished: (packet id, QoS, reason).
+    Stored((u16, u8, u8)),
+    /// The keep-alive ran out, or the connection has been idle long enough to give its
+    /// buffers back.
+    Timer,
+    /// Taken over, broker shutting down, operator request.
+    Leave(Close),
+    AlarmCleared,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// The connection's loop. Every await that is not waiting for the next thing to happen
-    /// is boxed (reading a batch, writing): this future lives as long as the connection, and
-    /// its size is that of its largest await point (see `connect::run`).
-    pub async fn run(&mut self, mut kicked: oneshot::Receiver<()>, mut shutdown: watch::Receiver<bool>) -> End {
-        let mut alarm = self.client.mqtt.broker.resources().alarm();
+    /// The connection's loop. It waits in `poll_wake` on everything that can wake it (no
+    /// `select!`, whose branch futures would all live in the task), and every await that is not
+    /// that wait is boxed (reading a batch, writing): this future lives as long as the
+    /// connection, and its size is that of its largest await point (see `connect::run`).
+    pub async fn run(&mut self) -> End {
+        // The one timer: the keep-alive deadline or the moment to give buffers back.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        // Only while the resource alarm blocks publishers: resolves when it clears.
+        let mut alarm_cleared: Option<futures::future::BoxFuture<'static, ()>> = None;
         loop {
             if !self.client.out.is_empty() {
                 if Box::pin(self.write_out()).await.is_err() {
                     return End::Abnormal;
                 }
             }
-            let keep_alive_deadline = self.keep_alive.map(|k| self.last_read + k);
+            // A resource alarm stops reading from publishers (TCP back-pressure); their
+            // keep-alive does not run meanwhile, as they cannot be heard.
+            if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
+                alarm_cleared = None;
+            } else if alarm_cleared.is_none() {
+                alarm_cleared = Some(self.alarm_cleared());
+            }
+            let keep_alive_deadline = self.keep_alive.filter(|_| alarm_cleared.is_none()).map(|k| self.last_read + k);
             let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
             let deadline = keep_alive_deadline.into_iter().chain(release_at).min();
-            let blocked = *alarm.borrow();
-            let close = tokio::select! {
-                packet = self.reader.next(), if !blocked => {
+            if let Some(deadline) = deadline.filter(|d| *d != timer.deadline()) {
+                timer.as_mut().reset(deadline);
+            }
+            let timed = deadline.is_some();
+            let wake = std::future::poll_fn(|cx| self.poll_wake(cx, timer.as_mut(), timed, alarm_cleared.as_mut())).await;
+            let close = match wake {
+                Wake::Read(packet) => {
                     self.last_read = Instant::now();
                     self.active(self.last_read);
                     self.reserve_read_buffer();
                     Box::pin(self.on_read_batch(packet)).await
                 }
-                Some(event) = self.events.recv() => {
+                Wake::Event(event) => {
                     self.active(Instant::now());
                     self.on_event(event);
                     while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
@@ -100,34 +136,97 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     None
                 }
-                (packet_id, qos, code) = first_stored(&mut self.client.pending_acks), if !self.client.pending_acks.is_empty() => {
+                Wake::Stored((packet_id, qos, code)) => {
                     self.on_stored(packet_id, qos, code);
                     self.send_ready_acks();
                     None
                 }
-                _ = junction_core::net::sleep_until(deadline) => {
-                    if keep_alive_deadline.is_some_and(|d| d <= Instant::now()) {
-                        tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
-                        Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
-                    } else {
-                        self.release_buffers();
-                        None
-                    }
+                Wake::Timer if keep_alive_deadline.is_some_and(|d| d <= Instant::now()) => {
+                    tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
+                    Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
                 }
-                _ = &mut kicked => Some(protocol_error(reason::SESSION_TAKEN_OVER)),
-                _ = shutdown.changed() => Some(protocol_error(reason::SERVER_SHUTTING_DOWN)),
-                _ = Client::close_requested(&mut self.client.permit) => Some(protocol_error(reason::ADMINISTRATIVE_ACTION)),
-                Ok(()) = alarm.changed() => None,
+                Wake::Timer => {
+                    self.release_buffers();
+                    None
+                }
+                Wake::Leave(close) => Some(close),
+                Wake::AlarmCleared => {
+                    alarm_cleared = None;
+                    // The keep-alive starts again from now.
+                    self.last_read = Instant::now();
+                    None
+                }
             };
             if let Some(close) = close {
                 if let (Some(code), Level::V5) = (close.reason, self.client.level) {
+                    let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
+                    // The Reason String only if the client's Maximum Packet Size leaves room.
+                    let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max as usize);
                     let framing = self.reader.decoder_mut();
-                    self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: None });
+                    self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
                 }
                 let _ = Box::pin(self.write_out()).await;
                 return close.end;
             }
         }
+    }
+
+    /// Polls what the connection waits on, in turn: being told to leave, then the socket and
+    /// the consumer events (which of the two first alternates, so neither starves the other),
+    /// then store writes, the timer and the alarm. The socket is not read while the alarm
+    /// blocks publishers.
+    fn poll_wake(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        timed: bool,
+        alarm_cleared: Option<&mut futures::future::BoxFuture<'static, ()>>,
+    ) -> Poll<Wake> {
+        if let Poll::Ready(code) = self.kicked.poll_unpin(cx) {
+            // Sent: taken over or shutting down. Dropped unsent: the registry forgot this
+            // connection, which only a takeover does.
+            return Poll::Ready(Wake::Leave(protocol_error(code.unwrap_or(reason::SESSION_TAKEN_OVER))));
+        }
+        if let Some(permit) = &self.client.permit {
+            if let Poll::Ready(text) = permit.registration.poll_close_requested(cx) {
+                let close = Close { text: Some(text), ..protocol_error(reason::ADMINISTRATIVE_ACTION) };
+                return Poll::Ready(Wake::Leave(close));
+            }
+        }
+        self.read_first = !self.read_first;
+        let blocked = alarm_cleared.is_some();
+        for read in [self.read_first, !self.read_first] {
+            if read && !blocked {
+                if let Poll::Ready(packet) = self.reader.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Read(packet));
+                }
+            } else if !read {
+                // None only once every sender is gone, and the client holds one.
+                if let Poll::Ready(Some(event)) = self.events.poll_recv(cx) {
+                    return Poll::Ready(Wake::Event(event));
+                }
+            }
+        }
+        if let Poll::Ready(stored) = poll_first_stored(&mut self.client.pending_acks, cx) {
+            return Poll::Ready(Wake::Stored(stored));
+        }
+        if timed && timer.poll(cx).is_ready() {
+            return Poll::Ready(Wake::Timer);
+        }
+        if let Some(cleared) = alarm_cleared {
+            if cleared.poll_unpin(cx).is_ready() {
+                return Poll::Ready(Wake::AlarmCleared);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Resolves once the resource alarm no longer blocks publishers.
+    fn alarm_cleared(&self) -> futures::future::BoxFuture<'static, ()> {
+        let mut alarm = self.client.mqtt.broker.resources().alarm();
+        Box::pin(async move {
+            let _ = alarm.wait_for(|raised| !*raised).await;
+        })
     }
 
     /// Writes the output buffer out and empties it.
@@ -189,13 +288,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 tracing::debug!(client = %self.client.id, error = %e, "malformed MQTT packet");
                 Some(protocol_error(decode_reason(&e)))
             }
-            None => Some(Close { end: End::Abnormal, reason: None }),
+            None => Some(Close { end: End::Abnormal, reason: None, text: None }),
         }
     }
 
     /// PUBACK / PUBREC for every publish whose storage already finished (in order).
     fn send_ready_acks(&mut self) {
-        while let Some((packet_id, qos, code)) = first_stored(&mut self.client.pending_acks).now_or_never() {
+        loop {
+            let acks = &mut self.client.pending_acks;
+            let Some((packet_id, qos, code)) = std::future::poll_fn(|cx| poll_first_stored(acks, cx)).now_or_never() else { break };
             self.on_stored(packet_id, qos, code);
         }
     }
@@ -251,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.client.session.expiry_secs = expiry;
                     self.client.persistent = expiry > 0;
                 }
-                Err(Close { end: if code == 0x04 { End::Abnormal } else { End::Clean }, reason: None })
+                Err(Close { end: if code == 0x04 { End::Abnormal } else { End::Clean }, reason: None, text: None })
             }
             Inbound::Connect(_) | Inbound::Auth => Err(protocol_error(reason::PROTOCOL_ERROR)),
         }
@@ -274,6 +375,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // More unacknowledged QoS 1/2 publishes than the Receive Maximum in our CONNACK.
             return Err(protocol_error(reason::RECEIVE_MAXIMUM_EXCEEDED));
         }
+        self.client.has_published = true;
         self.client.mqtt.stats.received(p.payload.len());
         self.client.traffic().map(|t| t.message_in());
         let qos = p.qos;

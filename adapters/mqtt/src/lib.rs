@@ -71,21 +71,25 @@ impl Mqtt {
         mqtt
     }
 
-    /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends (`connect::run`).
-    pub fn serve_stream<S>(
-        self: Arc<Self>,
-        stream: S,
-        link: junction_core::registry::Link,
-        shutdown: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()> + Send
+    /// Serves one MQTT byte stream (TCP, TLS or WebSocket) until it ends (`connect::run`) or
+    /// `shut_down` is called.
+    pub fn serve_stream<S>(self: Arc<Self>, stream: S, link: junction_core::registry::Link) -> impl std::future::Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connect::run(self, stream, link, shutdown)
+        connect::run(self, stream, link)
+    }
+
+    /// Tells every connection, and every one that logs in from now on, to leave (MQTT 5
+    /// clients are told why: "server shutting down"). Connections do not each watch for the
+    /// broker's shutdown: that would be one more waiter kept by every idle connection.
+    pub fn shut_down(&self) {
+        self.registry.shut_down();
     }
 }
 
-/// Accepts TCP connections until `shutdown` turns true, and keeps `$SYS` up to date.
+/// Accepts TCP connections until `shutdown` turns true (then tells the connections to leave),
+/// and keeps `$SYS` up to date.
 pub async fn serve(listener: TcpListener, mqtt: Arc<Mqtt>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(sys::publish_periodically(mqtt.clone(), shutdown.clone()));
     loop {
@@ -93,14 +97,17 @@ pub async fn serve(listener: TcpListener, mqtt: Arc<Mqtt>, mut shutdown: watch::
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(mqtt.clone().serve_stream(stream, junction_core::registry::Link::tcp(peer), shutdown.clone()));
+                    tokio::spawn(mqtt.clone().serve_stream(stream, junction_core::registry::Link::tcp(peer)));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "MQTT accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                mqtt.shut_down();
+                return;
+            }
         }
     }
 }

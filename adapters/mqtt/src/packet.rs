@@ -149,6 +149,25 @@ pub mod reason {
     pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
     pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
     pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
+
+    /// The text a server DISCONNECT carries as its Reason String. (Some clients only report
+    /// the reason code of a DISCONNECT that has properties: paho-mqtt for Python reads it only
+    /// from a packet longer than two bytes.)
+    pub fn describe(code: u8) -> &'static str {
+        match code {
+            MALFORMED_PACKET => "malformed packet",
+            PROTOCOL_ERROR => "protocol error",
+            SERVER_SHUTTING_DOWN => "server shutting down",
+            KEEP_ALIVE_TIMEOUT => "keep alive timeout",
+            SESSION_TAKEN_OVER => "session taken over by another connection with the same client id",
+            TOPIC_NAME_INVALID => "topic name invalid",
+            RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
+            TOPIC_ALIAS_INVALID => "topic alias invalid",
+            PACKET_TOO_LARGE => "packet too large",
+            ADMINISTRATIVE_ACTION => "closed by an administrator",
+            _ => "unspecified error",
+        }
+    }
 }
 
 /// The 3.1.x CONNACK return code for a v5 reason code.

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Room for events the deque keeps once empty; a burst beyond it is freed when drained.
 const KEPT_CAPACITY: usize = 32;
@@ -100,29 +100,32 @@ impl EventReceiver {
     /// The next event, waiting for one; None once the channel is empty and every sender is
     /// gone (or it was closed).
     pub async fn recv(&mut self) -> Option<ConsumerEvent> {
-        poll_fn(|cx| {
-            if let Some(event) = self.taken.pop_front() {
-                return Poll::Ready(Some(event));
-            }
-            let mut state = self.shared.lock();
-            std::mem::swap(&mut state.events, &mut self.taken);
-            if let Some(event) = self.taken.pop_front() {
-                return Poll::Ready(Some(event));
-            }
-            if self.taken.capacity() > KEPT_CAPACITY || state.events.capacity() > KEPT_CAPACITY {
-                // A burst is over (up to a send window, ~1,000 events): give its memory back.
-                (self.taken, state.events) = (VecDeque::new(), VecDeque::new());
-            }
-            if state.senders == 0 || state.closed {
-                return Poll::Ready(None);
-            }
-            match &state.waiting {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.waiting = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// `recv` for a hand-written poll loop: the next event, or Pending with `cx` woken when one
+    /// comes.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ConsumerEvent>> {
+        if let Some(event) = self.taken.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        let mut state = self.shared.lock();
+        std::mem::swap(&mut state.events, &mut self.taken);
+        if let Some(event) = self.taken.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if self.taken.capacity() > KEPT_CAPACITY || state.events.capacity() > KEPT_CAPACITY {
+            // A burst is over (up to a send window, ~1,000 events): give its memory back.
+            (self.taken, state.events) = (VecDeque::new(), VecDeque::new());
+        }
+        if state.senders == 0 || state.closed {
+            return Poll::Ready(None);
+        }
+        match &state.waiting {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waiting = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next event if one is waiting.
