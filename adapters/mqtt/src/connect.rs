@@ -37,14 +37,14 @@ where
 {
     let opening = Box::pin(open(mqtt, stream, link));
     async move {
-        let Some((mut conn, released, generation)) = opening.await else { return };
+        let Some((mut conn, generation)) = opening.await else { return };
         let end = conn.run().await;
-        Box::pin(close(conn, end, released, generation)).await;
+        Box::pin(close(conn, end, generation)).await;
     }
 }
 
-/// The connection, and what `close` needs of its ownership of the client id.
-type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, tokio::sync::oneshot::Sender<()>, u64);
+/// The connection, and the generation of its ownership of the client id.
+type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, u64);
 
 /// Reads and answers CONNECT; the connection ready for its loop, or None once refused.
 async fn open<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> Option<Opened<S>>
@@ -53,24 +53,25 @@ where
 {
     let peer = link.peer;
     let (stream, transport) = Counted::attach(stream, link);
-    let (rd, mut wr) = tokio::io::split(stream);
     // A small first buffer: a CONNECT is rarely larger, and a connection that then stays idle
     // never needs more (the loop makes room for full-size reads once it reads again).
-    let mut reader = FramedRead::with_capacity(rd, Framing::new(mqtt.config.max_packet_size), CONNECT_BUFFER);
+    // Not split into halves: the loop reads and writes in turn, and the writes go through
+    // `get_mut` (a split would cost a shared allocation and a lock per read and write).
+    let mut reader = FramedRead::with_capacity(stream, Framing::new(mqtt.config.max_packet_size), CONNECT_BUFFER);
     let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
     let mut connect = match first {
         Ok(Some(Ok(Inbound::Connect(c)))) => c,
         Ok(Some(Err(e))) => {
             tracing::debug!(%peer, error = %e, "MQTT connection refused before CONNECT");
             if let Some(connack) = reader.decoder_mut().connect_refusal(&e) {
-                let _ = wr.write_all(&connack).await;
-                let _ = wr.shutdown().await;
+                let _ = reader.get_mut().write_all(&connack).await;
+                let _ = reader.get_mut().shutdown().await;
             }
             return None;
         }
         _ => return None,
     };
-    let accepted = accept(&mqtt, &connect, &transport, &mut reader, &mut wr).await?;
+    let accepted = accept(&mqtt, &connect, &transport, &mut reader).await?;
     let (mut client, ownership, events, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
@@ -97,10 +98,9 @@ where
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let now = Instant::now();
-    let crate::registry::Ownership { kicked, released, generation } = ownership;
+    let crate::registry::Ownership { kicked, generation } = ownership;
     let conn = crate::handlers::Conn {
         reader,
-        writer: wr,
         client,
         events,
         keep_alive,
@@ -110,7 +110,7 @@ where
         kicked,
         read_first: false,
     };
-    Some((Box::new(conn), released, generation))
+    Some((Box::new(conn), generation))
 }
 
 /// The first read buffer's size (see `open`).
@@ -118,16 +118,16 @@ const CONNECT_BUFFER: usize = 256;
 
 /// Ends the connection: flushes, runs the teardown, lets a client taking the session over go
 /// on, and reads what the client still sends before the socket closes.
-async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End, released: tokio::sync::oneshot::Sender<()>, generation: u64)
+async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End, generation: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let crate::handlers::Conn { reader, mut writer, client, events, .. } = *conn;
-    let _ = writer.flush().await;
-    let _ = writer.shutdown().await;
+    let crate::handlers::Conn { reader, client, events, .. } = *conn;
+    let mut stream = reader.into_inner();
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
     teardown(client, events, end, generation).await;
-    drop(released);
-    junction_core::net::drain_until_closed(reader.into_inner()).await;
+    junction_core::net::drain_until_closed(stream).await;
 }
 
 /// The keep-alive the connection runs with and, when it differs from the client's, the Server
@@ -145,23 +145,16 @@ type Accepted = (Client, crate::registry::Ownership, junction_core::EventReceive
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
-async fn accept<R, W>(
-    mqtt: &Arc<Mqtt>,
-    c: &Connect,
-    transport: &Transport,
-    reader: &mut FramedRead<R, Framing>,
-    wr: &mut W,
-) -> Option<Accepted>
+async fn accept<S>(mqtt: &Arc<Mqtt>, c: &Connect, transport: &Transport, reader: &mut FramedRead<S, Framing>) -> Option<Accepted>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = transport.link.peer;
     let refuse = |code: u8| async move {
         let mut out = bytes::BytesMut::new();
         let _ = reader.decoder_mut().encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out);
-        let _ = wr.write_all(&out).await;
-        let _ = wr.shutdown().await;
+        let _ = reader.get_mut().write_all(&out).await;
+        let _ = reader.get_mut().shutdown().await;
         None
     };
     if c.auth_method.is_some() {
@@ -249,6 +242,7 @@ where
         Ok(q) => q,
         Err(e) => {
             tracing::warn!(client = %id, error = %e, "cannot open MQTT session queue");
+            mqtt.registry.release(vhost.name(), &id, ownership.generation);
             return refuse(reason::SERVER_UNAVAILABLE).await;
         }
     };

@@ -16,7 +16,7 @@ use junction_core::{ConsumerEvent, Delivery, QueueDeclare, Table};
 use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use std::future::Future;
 use std::task::Poll;
@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 pub struct Conn<S> {
-    pub reader: FramedRead<ReadHalf<S>, Framing>,
-    pub writer: WriteHalf<S>,
+    /// Reads the client's packets; its stream is also where replies are written.
+    pub reader: FramedRead<S, Framing>,
     pub client: Client,
     pub events: junction_core::EventReceiver,
     /// 1.5 x the client's keep-alive; None when it asked for none.
@@ -231,7 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Writes the output buffer out and empties it.
     async fn write_out(&mut self) -> std::io::Result<()> {
-        junction_core::net::write_all(&mut self.writer, &self.client.out).await?;
+        junction_core::net::write_all(self.reader.get_mut(), &self.client.out).await?;
         self.client.out.clear();
         Ok(())
     }
