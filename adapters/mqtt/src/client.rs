@@ -74,9 +74,18 @@ pub struct Client {
     pub outbound_aliases: OutboundAliases,
     pub max_packet_size: Option<u32>,
     pub prefetch: u32,
-    pub credit: Arc<ChannelCredit>,
-    pub events_tx: junction_core::EventSender,
+    /// Made when the client first consumes (see `Deliveries`).
+    pub deliveries: Option<Deliveries>,
     pub out: BytesMut,
+}
+
+/// How queues hand the client its messages: the event channel its consumers send to and the
+/// send window they share. Made at the first subscription: a client that only publishes never
+/// costs one (100,000 idle connections are a figure we publish).
+pub struct Deliveries {
+    pub tx: junction_core::EventSender,
+    pub rx: junction_core::EventReceiver,
+    pub credit: Arc<ChannelCredit>,
 }
 
 /// Server-to-client topic aliases: the first `max` distinct topics sent on a connection get
@@ -136,7 +145,6 @@ impl Client {
         session: SessionState,
         persistent: bool,
         queue: Option<Arc<Queue>>,
-        events_tx: junction_core::EventSender,
     ) -> Client {
         Client {
             mqtt,
@@ -162,10 +170,17 @@ impl Client {
             permit: None,
             max_packet_size: None,
             prefetch: 64,
-            credit: Arc::new(ChannelCredit::default()),
-            events_tx,
+            deliveries: None,
             out: BytesMut::new(),
         }
+    }
+
+    /// The channel and window the client's consumers use, made now if this is its first.
+    pub fn deliveries(&mut self) -> &mut Deliveries {
+        self.deliveries.get_or_insert_with(|| {
+            let (tx, rx) = junction_core::event_channel();
+            Deliveries { tx, rx, credit: Arc::new(ChannelCredit::default()) }
+        })
     }
 
     /// Encodes a packet into the output buffer.

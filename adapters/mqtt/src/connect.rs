@@ -72,7 +72,7 @@ where
         _ => return None,
     };
     let accepted = accept(&mqtt, &connect, &transport, &mut reader).await?;
-    let (mut client, ownership, events, session_present) = accepted;
+    let (mut client, ownership, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
     let ack = ConnAck {
@@ -102,7 +102,6 @@ where
     let conn = crate::handlers::Conn {
         reader,
         client,
-        events,
         keep_alive,
         last_read: now,
         last_active: now,
@@ -122,11 +121,11 @@ async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End, generation: u64
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let crate::handlers::Conn { reader, client, events, .. } = *conn;
+    let crate::handlers::Conn { reader, client, .. } = *conn;
     let mut stream = reader.into_inner();
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
-    teardown(client, events, end, generation).await;
+    teardown(client, end, generation).await;
     junction_core::net::drain_until_closed(stream).await;
 }
 
@@ -141,7 +140,7 @@ fn negotiate_keep_alive(c: &Connect, max: u16) -> (u16, Option<u16>) {
     }
 }
 
-type Accepted = (Client, crate::registry::Ownership, junction_core::EventReceiver, bool);
+type Accepted = (Client, crate::registry::Ownership, bool);
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
@@ -246,8 +245,7 @@ where
             return refuse(reason::SERVER_UNAVAILABLE).await;
         }
     };
-    let (tx, rx) = junction_core::event_channel();
-    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue, tx);
+    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue);
     client.permit = Some(permit);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;
@@ -256,7 +254,7 @@ where
     if let Some(receipt) = client.save_session() {
         let _ = receipt.await;
     }
-    Some((client, ownership, rx, session_present))
+    Some((client, ownership, session_present))
 }
 
 fn generated_id() -> String {
@@ -319,8 +317,8 @@ pub fn consume_from(
         no_ack: false,
         exclusive: false,
         prefetch: client.prefetch,
-        channel_credit: client.credit.clone(),
-        sink: client.events_tx.clone(),
+        channel_credit: client.deliveries().credit.clone(),
+        sink: client.deliveries().tx.clone(),
         cookie,
     };
     match queue.consume_stream(spec, start, name) {
@@ -335,7 +333,6 @@ pub fn consume_from(
 /// and keeps or removes the session.
 async fn teardown(
     mut client: Client,
-    mut events: junction_core::EventReceiver,
     end: End,
     generation: u64,
 ) {
@@ -344,7 +341,9 @@ async fn teardown(
     }
     // Deliveries the queues handed over that never reached the socket go back, in order, so
     // a persistent session finds them on resume.
-    junction_core::queue::return_unsent(&mut events);
+    if let Some(deliveries) = &mut client.deliveries {
+        junction_core::queue::return_unsent(&mut deliveries.rx);
+    }
     for (_, outgoing) in std::mem::take(&mut client.outstanding) {
         if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
             queue.reject(&[seq], true);
@@ -421,5 +420,26 @@ pub fn expire_stored_sessions(mqtt: &Arc<Mqtt>) {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task holds this future for its whole life, idle or not: it must stay a
+    /// few pointers and the timer (see `run`; 100,000 idle connections are a figure we publish).
+    #[tokio::test]
+    async fn the_connection_future_stays_small() {
+        let dir = std::env::temp_dir().join(format!("junction-mqtt-size-{}", std::process::id()));
+        let broker = junction_core::Broker::open(junction_core::BrokerConfig { data_dir: dir.clone(), ..Default::default() }).unwrap();
+        let mqtt = Mqtt::new(broker, crate::MqttConfig::default());
+        let (stream, _client) = tokio::io::duplex(64);
+        let connection = run(mqtt, stream, Link::tcp("127.0.0.1:1883".parse().unwrap()));
+        let size = std::mem::size_of_val(&connection);
+        drop(connection);
+        let _ = std::fs::remove_dir_all(dir);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 320, "the connection future grew to {size} bytes");
     }
 }

@@ -27,7 +27,6 @@ pub struct Conn<S> {
     /// Reads the client's packets; its stream is also where replies are written.
     pub reader: FramedRead<S, Framing>,
     pub client: Client,
-    pub events: junction_core::EventReceiver,
     /// 1.5 x the client's keep-alive; None when it asked for none.
     pub keep_alive: Option<Duration>,
     pub last_read: Instant,
@@ -112,9 +111,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             } else if alarm_cleared.is_none() {
                 alarm_cleared = Some(self.alarm_cleared());
             }
-            let keep_alive_deadline = self.keep_alive.filter(|_| alarm_cleared.is_none()).map(|k| self.last_read + k);
+            let blocked = alarm_cleared.is_some();
             let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
-            let deadline = keep_alive_deadline.into_iter().chain(release_at).min();
+            let deadline = self.keep_alive_deadline(blocked).into_iter().chain(release_at).min();
             if let Some(deadline) = deadline.filter(|d| *d != timer.deadline()) {
                 timer.as_mut().reset(deadline);
             }
@@ -131,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.active(Instant::now());
                     self.on_event(event);
                     while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
-                        let Some(event) = self.events.try_recv() else { break };
+                        let Some(event) = self.client.deliveries.as_mut().and_then(|d| d.rx.try_recv()) else { break };
                         self.on_event(event);
                     }
                     None
@@ -141,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.send_ready_acks();
                     None
                 }
-                Wake::Timer if keep_alive_deadline.is_some_and(|d| d <= Instant::now()) => {
+                Wake::Timer if self.keep_alive_deadline(blocked).is_some_and(|d| d <= Instant::now()) => {
                     tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
                     Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
                 }
@@ -158,17 +157,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             };
             if let Some(close) = close {
-                if let (Some(code), Level::V5) = (close.reason, self.client.level) {
-                    let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
-                    // The Reason String only if the client's Maximum Packet Size leaves room.
-                    let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max as usize);
-                    let framing = self.reader.decoder_mut();
-                    self.client.send(framing, Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
-                }
+                let end = self.say_goodbye(close);
                 let _ = Box::pin(self.write_out()).await;
-                return close.end;
+                return end;
             }
         }
+    }
+
+    /// When the keep-alive runs out (none while the alarm blocks the client: it is not read).
+    fn keep_alive_deadline(&self, blocked: bool) -> Option<Instant> {
+        self.keep_alive.filter(|_| !blocked).map(|k| self.last_read + k)
+    }
+
+    /// Queues the DISCONNECT an MQTT 5 client gets when the server closes (3.1.x clients just
+    /// see the socket close); how the connection ended.
+    fn say_goodbye(&mut self, close: Close) -> End {
+        if let (Some(code), Level::V5) = (close.reason, self.client.level) {
+            let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
+            // The Reason String only if the client's Maximum Packet Size leaves room.
+            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max as usize);
+            self.send(Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
+        }
+        close.end
     }
 
     /// Polls what the connection waits on, in turn: being told to leave, then the socket and
@@ -201,8 +211,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return Poll::Ready(Wake::Read(packet));
                 }
             } else if !read {
-                // None only once every sender is gone, and the client holds one.
-                if let Poll::Ready(Some(event)) = self.events.poll_recv(cx) {
+                // No channel before the first consumer; None only once every sender is gone,
+                // and the client holds one.
+                let events = self.client.deliveries.as_mut().map(|d| &mut d.rx);
+                if let Some(Poll::Ready(Some(event))) = events.map(|rx| rx.poll_recv(cx)) {
                     return Poll::Ready(Wake::Event(event));
                 }
             }
@@ -246,7 +258,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
-        self.events.shrink();
+        if let Some(deliveries) = &mut self.client.deliveries {
+            deliveries.rx.shrink();
+        }
         if self.reader.read_buffer().is_empty() {
             *self.reader.read_buffer_mut() = bytes::BytesMut::new();
         }
@@ -554,7 +568,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn on_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(d) => {
-                if self.client.credit.written(d.message.body.len()) {
+                // Events come only from consumers, which made `deliveries`.
+                let window_reopened = self.client.deliveries.as_ref().is_some_and(|w| w.credit.written(d.message.body.len()));
+                if window_reopened {
                     for (queue, _, _) in self.client.consumers.values() {
                         queue.kick();
                     }
