@@ -161,6 +161,11 @@ impl Access {
         Access { user: user.to_string(), vhost: vhost.to_string(), permissions, topics }
     }
 
+    /// The user these rights are of.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// Refused with RabbitMQ's text, e.g. "access to queue 'q' in vhost '/' refused for user 'u'".
     pub fn check(&self, op: Op, resource: Resource<'_>) -> CoreResult<()> {
         if self.permissions.pattern(op).matches(resource.name()) {

@@ -6,7 +6,6 @@ use crate::session::{self, SessionState};
 use crate::Mqtt;
 use bytes::BytesMut;
 use futures::future::BoxFuture;
-use junction_core::auth::User;
 use junction_core::permissions::Access;
 use junction_core::{ChannelCredit, Queue, VHost};
 use std::collections::{BTreeMap, VecDeque};
@@ -41,9 +40,7 @@ pub struct Client {
     pub id: String,
     pub level: Level,
     pub vhost: Arc<VHost>,
-    /// Who logged in (permissions apply to this user).
-    pub user: User,
-    /// What the user may do in the vhost.
+    /// What the user who logged in may do in the vhost (and who that is: `access.user()`).
     pub access: Access,
     pub session: SessionState,
     /// The session outlives the connection (clean session 0 / expiry > 0).
@@ -140,7 +137,6 @@ impl Client {
         id: String,
         level: Level,
         vhost: Arc<VHost>,
-        user: User,
         access: Access,
         session: SessionState,
         persistent: bool,
@@ -151,7 +147,6 @@ impl Client {
             id,
             level,
             vhost,
-            user,
             access,
             session,
             persistent,

@@ -85,7 +85,7 @@ where
         topic_alias_max: client.topic_alias_max,
         ..Default::default()
     };
-    tracing::debug!(%peer, client = %client.id, user = %client.user.name, session_present, "MQTT connection open");
+    tracing::debug!(%peer, client = %client.id, user = %client.access.user(), session_present, "MQTT connection open");
     client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
     // The will is kept for the whole connection: copy its payload out of the read buffer it
     // points into, so that it does not keep that buffer alive; the CONNECT itself goes.
@@ -245,7 +245,7 @@ where
             return refuse(reason::SERVER_UNAVAILABLE).await;
         }
     };
-    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, user, access, state, persistent, queue);
+    let mut client = Client::new(mqtt.clone(), id, c.level, vhost, access, state, persistent, queue);
     client.permit = Some(permit);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;

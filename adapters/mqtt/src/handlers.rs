@@ -398,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let refused = crate::authz::may_publish(&self.client.access, &p.topic)
             .map_err(|e| e.message)
-            .and_then(|()| junction_core::message::check_user_id(mapping::foreign_user_id(&p, &self.client.user.name), &self.client.user.name));
+            .and_then(|()| junction_core::message::check_user_id(mapping::foreign_user_id(&p, self.client.access.user()), self.client.access.user()));
         if let Err(why) = refused {
             tracing::debug!(client = %self.client.id, reason = %why, "MQTT publish refused");
             // MQTT 5 says why; 3.1.x has no way to, so the message is dropped silently (as
