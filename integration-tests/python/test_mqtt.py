@@ -489,3 +489,26 @@ def test_a_memory_alarm_stops_reading_from_mqtt_publishers_until_queues_drain(br
     assert len(sub.wait_for(7)) == 7
     late.wait_for_publish(WAIT)
     assert late.is_published(), "read again once the alarm cleared"
+
+
+def test_topic_aliases_outlive_an_idle_pause(broker):
+    """An idle connection gives back its per-activity state; a topic alias the client set is
+    connection state and must still resolve after the pause."""
+    sub = Client(broker, version="5")
+    sub.subscribe("alias/t", 0)
+    raw = socket.create_connection(("127.0.0.1", broker.mqtt_port), timeout=WAIT)
+    raw.sendall(mqtt5_connect(b"aliaser", keep_alive=60))
+    connack = raw.recv(2)
+    raw.recv(connack[1], socket.MSG_WAITALL)
+
+    def publish(topic, payload):
+        body = len(topic).to_bytes(2, "big") + topic + b"\x03\x23\x00\x01" + payload  # Topic Alias 1
+        raw.sendall(bytes([0x30, len(body)]) + body)
+
+    publish(b"alias/t", b"first")
+    assert [m.payload for m in sub.wait_for(1)] == [b"first"]
+    time.sleep(1.5)  # idle: buffers and activity state are given back
+    publish(b"", b"second")
+    assert [m.payload for m in sub.wait_for(2)] == [b"first", b"second"]
+    raw.close()
+    sub.close()

@@ -48,6 +48,27 @@ pub struct Client {
     /// The session queue. A clean session gets it at its first ordinary subscription: a client
     /// that only publishes never costs a queue (see `session_queue`).
     pub queue: Option<Arc<Queue>>,
+    /// What the client has going on; None while it has nothing (see `Activity`).
+    pub activity: Option<Box<Activity>>,
+    /// Set once the client has published: resource alarms stop reading from it (only from
+    /// publishers, as in RabbitMQ: a subscriber must still be read, its acks drain the queues).
+    pub has_published: bool,
+    pub will: Option<Box<Will>>,
+    pub topic_alias_max: u16,
+    /// Counts the connection against the connection limits while it lives.
+    pub permit: Option<junction_core::connections::ConnectionPermit>,
+    /// Topic aliases this server assigns to the client (MQTT 5).
+    pub outbound_aliases: OutboundAliases,
+    pub max_packet_size: Option<u32>,
+    pub prefetch: u32,
+    pub out: BytesMut,
+}
+
+/// The state of what a client has going on: consumers, messages in flight either way, topic
+/// aliases. Made at the first publish or subscription and given back once all of it is over
+/// and the connection idles (`Client::release_idle_activity`): most connections of a large
+/// fleet are idle, and an idle one then holds a pointer instead of all of this.
+pub struct Activity {
     /// Consumer cookie -> (queue, consumer id, what it feeds).
     pub consumers: BTreeMap<u64, (Arc<Queue>, u64, Feed)>,
     pub next_cookie: u64,
@@ -58,22 +79,45 @@ pub struct Client {
     pub pending_acks: VecDeque<PendingAck>,
     /// Inbound QoS 1 publishes not yet acknowledged (QoS 2 ones are `session.incoming_qos2`).
     pub inbound_qos1: usize,
-    /// Set once the client has published: resource alarms stop reading from it (only from
-    /// publishers, as in RabbitMQ: a subscriber must still be read, its acks drain the queues).
-    pub has_published: bool,
-    pub will: Option<Box<Will>>,
     /// Inbound topic aliases (MQTT 5).
     pub aliases: BTreeMap<u16, String>,
-    pub topic_alias_max: u16,
-    /// Counts the connection against the connection limits while it lives.
-    pub permit: Option<junction_core::connections::ConnectionPermit>,
-    /// Topic aliases this server assigns to the client (MQTT 5).
-    pub outbound_aliases: OutboundAliases,
-    pub max_packet_size: Option<u32>,
-    pub prefetch: u32,
     /// Made when the client first consumes (see `Deliveries`).
     pub deliveries: Option<Deliveries>,
-    pub out: BytesMut,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            consumers: BTreeMap::new(),
+            next_cookie: SESSION_COOKIE + 1,
+            outstanding: BTreeMap::new(),
+            next_packet_id: 1,
+            pending_acks: VecDeque::new(),
+            inbound_qos1: 0,
+            aliases: BTreeMap::new(),
+            deliveries: None,
+        }
+    }
+}
+
+impl Activity {
+    /// Nothing going on: no consumer, nothing in flight, no alias or channel to remember.
+    fn is_over(&self) -> bool {
+        self.consumers.is_empty()
+            && self.outstanding.is_empty()
+            && self.pending_acks.is_empty()
+            && self.inbound_qos1 == 0
+            && self.aliases.is_empty()
+            && self.deliveries.is_none()
+    }
+
+    /// The channel and window the client's consumers use, made now if this is its first.
+    pub fn deliveries(&mut self) -> &mut Deliveries {
+        self.deliveries.get_or_insert_with(|| {
+            let (tx, rx) = junction_core::event_channel();
+            Deliveries { tx, rx, credit: Arc::new(ChannelCredit::default()) }
+        })
+    }
 }
 
 /// How queues hand the client its messages: the event channel its consumers send to and the
@@ -151,31 +195,28 @@ impl Client {
             session,
             persistent,
             queue,
-            consumers: BTreeMap::new(),
-            next_cookie: SESSION_COOKIE + 1,
-            outstanding: BTreeMap::new(),
-            next_packet_id: 1,
-            pending_acks: VecDeque::new(),
-            inbound_qos1: 0,
+            activity: None,
             has_published: false,
             will: None,
-            aliases: BTreeMap::new(),
             topic_alias_max: 0,
             outbound_aliases: OutboundAliases::default(),
             permit: None,
             max_packet_size: None,
             prefetch: 64,
-            deliveries: None,
             out: BytesMut::new(),
         }
     }
 
-    /// The channel and window the client's consumers use, made now if this is its first.
-    pub fn deliveries(&mut self) -> &mut Deliveries {
-        self.deliveries.get_or_insert_with(|| {
-            let (tx, rx) = junction_core::event_channel();
-            Deliveries { tx, rx, credit: Arc::new(ChannelCredit::default()) }
-        })
+    /// What the client has going on, made now if it had nothing.
+    pub fn active(&mut self) -> &mut Activity {
+        self.activity.get_or_insert_with(Box::default)
+    }
+
+    /// Gives the activity state back if nothing is going on (the connection is idle).
+    pub fn release_idle_activity(&mut self) {
+        if self.activity.as_ref().is_some_and(|a| a.is_over()) {
+            self.activity = None;
+        }
     }
 
     /// Encodes a packet into the output buffer.
@@ -187,10 +228,11 @@ impl Client {
 
     /// A free packet identifier for an outgoing QoS 1/2 publish.
     pub fn allocate_packet_id(&mut self) -> u16 {
+        let activity = self.activity.get_or_insert_with(Box::default);
         loop {
-            let id = self.next_packet_id;
-            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.outstanding.contains_key(&id) && !self.session.awaiting_pubcomp.contains(&id) {
+            let id = activity.next_packet_id;
+            activity.next_packet_id = activity.next_packet_id.checked_add(1).unwrap_or(1);
+            if !activity.outstanding.contains_key(&id) && !self.session.awaiting_pubcomp.contains(&id) {
                 return id;
             }
         }

@@ -1,6 +1,6 @@
 //! CONNECT handling, the connection loop, and teardown (will, session save or removal).
 
-use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
+use crate::client::{Activity, Client, Feed, Outgoing, SESSION_COOKIE};
 use crate::codec::Framing;
 use crate::packet::{reason, ConnAck, Connect, Inbound, Level, Outbound, Will};
 use crate::session::{self, SessionState};
@@ -294,7 +294,7 @@ fn start_feeds(client: &mut Client, framing: &mut Framing) {
         crate::handlers::attach_direct(client, &filter);
     }
     for packet_id in client.session.awaiting_pubcomp.clone() {
-        client.outstanding.insert(packet_id, Outgoing::Released);
+        client.active().outstanding.insert(packet_id, Outgoing::Released);
         client.send(framing, Outbound::PubRel { packet_id });
     }
 }
@@ -312,18 +312,22 @@ pub fn consume_from(
     start: junction_core::queue::StreamStart,
     name: Option<String>,
 ) {
+    let (channel_credit, sink) = {
+        let deliveries = client.active().deliveries();
+        (deliveries.credit.clone(), deliveries.tx.clone())
+    };
     let spec = ConsumerSpec {
         tag: Arc::from(format!("mqtt-{}-{cookie}", client.id).as_str()),
         no_ack: false,
         exclusive: false,
         prefetch: client.prefetch,
-        channel_credit: client.deliveries().credit.clone(),
-        sink: client.deliveries().tx.clone(),
+        channel_credit,
+        sink,
         cookie,
     };
     match queue.consume_stream(spec, start, name) {
         Ok(consumer) => {
-            client.consumers.insert(cookie, (queue, consumer, feed));
+            client.active().consumers.insert(cookie, (queue, consumer, feed));
         }
         Err(e) => tracing::warn!(client = %client.id, error = %e, "cannot consume"),
     }
@@ -336,15 +340,17 @@ async fn teardown(
     end: End,
     generation: u64,
 ) {
-    for (_, (queue, consumer, _)) in std::mem::take(&mut client.consumers) {
+    let activity = client.activity.take().unwrap_or_default();
+    let Activity { consumers, deliveries, outstanding, .. } = *activity;
+    for (_, (queue, consumer, _)) in consumers {
         queue.cancel(consumer);
     }
     // Deliveries the queues handed over that never reached the socket go back, in order, so
     // a persistent session finds them on resume.
-    if let Some(deliveries) = &mut client.deliveries {
+    if let Some(mut deliveries) = deliveries {
         junction_core::queue::return_unsent(&mut deliveries.rx);
     }
-    for (_, outgoing) in std::mem::take(&mut client.outstanding) {
+    for (_, outgoing) in outstanding {
         if let Outgoing::Sent { source: Some((queue, seq)) } = outgoing {
             queue.reject(&[seq], true);
         }

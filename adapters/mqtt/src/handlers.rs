@@ -130,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.active(Instant::now());
                     self.on_event(event);
                     while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
-                        let Some(event) = self.client.deliveries.as_mut().and_then(|d| d.rx.try_recv()) else { break };
+                        let Some(event) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()?.rx.try_recv()) else { break };
                         self.on_event(event);
                     }
                     None
@@ -213,14 +213,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             } else if !read {
                 // No channel before the first consumer; None only once every sender is gone,
                 // and the client holds one.
-                let events = self.client.deliveries.as_mut().map(|d| &mut d.rx);
+                let events = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()).map(|d| &mut d.rx);
                 if let Some(Poll::Ready(Some(event))) = events.map(|rx| rx.poll_recv(cx)) {
                     return Poll::Ready(Wake::Event(event));
                 }
             }
         }
-        if let Poll::Ready(stored) = poll_first_stored(&mut self.client.pending_acks, cx) {
-            return Poll::Ready(Wake::Stored(stored));
+        if let Some(activity) = &mut self.client.activity {
+            if let Poll::Ready(stored) = poll_first_stored(&mut activity.pending_acks, cx) {
+                return Poll::Ready(Wake::Stored(stored));
+            }
         }
         if timed && timer.poll(cx).is_ready() {
             return Poll::Ready(Wake::Timer);
@@ -258,9 +260,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
-        if let Some(deliveries) = &mut self.client.deliveries {
+        if let Some(deliveries) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()) {
             deliveries.rx.shrink();
         }
+        self.client.release_idle_activity();
         if self.reader.read_buffer().is_empty() {
             *self.reader.read_buffer_mut() = bytes::BytesMut::new();
         }
@@ -309,7 +312,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// PUBACK / PUBREC for every publish whose storage already finished (in order).
     fn send_ready_acks(&mut self) {
         loop {
-            let acks = &mut self.client.pending_acks;
+            let Some(activity) = &mut self.client.activity else { break };
+            let acks = &mut activity.pending_acks;
             let Some((packet_id, qos, code)) = std::future::poll_fn(|cx| poll_first_stored(acks, cx)).now_or_never() else { break };
             self.on_stored(packet_id, qos, code);
         }
@@ -336,7 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(())
             }
             Inbound::PubComp(id) => {
-                self.client.outstanding.remove(&id);
+                self.client.active().outstanding.remove(&id);
                 if self.client.session.awaiting_pubcomp.remove(&id) {
                     let _ = self.client.save_session();
                 }
@@ -383,7 +387,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.send(Outbound::PubRec { packet_id, reason: reason::SUCCESS });
             return Ok(());
         }
-        let in_flight = self.client.inbound_qos1 + self.client.session.incoming_qos2.len();
+        let inbound_qos1 = self.client.activity.as_ref().map_or(0, |a| a.inbound_qos1);
+        let in_flight = inbound_qos1 + self.client.session.incoming_qos2.len();
         let window = usize::from(self.client.mqtt.config.max_inflight);
         if p.qos > 0 && self.client.level == Level::V5 && in_flight >= window {
             // More unacknowledged QoS 1/2 publishes than the Receive Maximum in our CONNACK.
@@ -394,7 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.client.traffic().map(|t| t.message_in());
         let qos = p.qos;
         if qos == 1 {
-            self.client.inbound_qos1 += 1;
+            self.client.active().inbound_qos1 += 1;
         }
         let refused = crate::authz::may_publish(&self.client.access, &p.topic)
             .map_err(|e| e.message)
@@ -405,7 +410,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // Mosquitto does) and acknowledged as usual.
             let code = if self.client.level == Level::V5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
             if qos > 0 {
-                self.client.pending_acks.push_back(futures::future::ready((packet_id, qos, code)).boxed());
+                self.client.active().pending_acks.push_back(futures::future::ready((packet_id, qos, code)).boxed());
             }
             return Ok(());
         }
@@ -418,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.client.session.incoming_qos2.insert(packet_id);
             receipts.extend(self.client.save_session());
         }
-        self.client.pending_acks.push_back(
+        self.client.active().pending_acks.push_back(
             async move {
                 let ok = futures::future::join_all(receipts).await.into_iter().all(|r| matches!(r, Ok(Ok(()))));
                 (packet_id, qos, if ok { reason::SUCCESS } else { reason::UNSPECIFIED })
@@ -435,9 +440,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(protocol_error(reason::TOPIC_ALIAS_INVALID));
         }
         if p.topic.is_empty() {
-            p.topic = self.client.aliases.get(&alias).cloned().ok_or_else(|| protocol_error(reason::PROTOCOL_ERROR))?;
+            p.topic = self.client.active().aliases.get(&alias).cloned().ok_or_else(|| protocol_error(reason::PROTOCOL_ERROR))?;
         } else {
-            self.client.aliases.insert(alias, p.topic.clone());
+            self.client.active().aliases.insert(alias, p.topic.clone());
         }
         Ok(())
     }
@@ -446,7 +451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn on_stored(&mut self, packet_id: u16, qos: u8, code: u8) {
         match qos {
             1 => {
-                self.client.inbound_qos1 -= 1;
+                self.client.active().inbound_qos1 -= 1;
                 self.send(Outbound::PubAck { packet_id, reason: code })
             }
             _ => self.send(Outbound::PubRec { packet_id, reason: code }),
@@ -454,14 +459,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     fn settle(&mut self, packet_id: u16) {
-        if let Some(Outgoing::Sent { source: Some((queue, seq)) }) = self.client.outstanding.remove(&packet_id) {
+        if let Some(Outgoing::Sent { source: Some((queue, seq)) }) = self.client.active().outstanding.remove(&packet_id) {
             queue.ack(&[seq]);
         }
     }
 
     fn on_pubrec(&mut self, packet_id: u16) -> Result<(), Close> {
         self.settle(packet_id);
-        self.client.outstanding.insert(packet_id, Outgoing::Released);
+        self.client.active().outstanding.insert(packet_id, Outgoing::Released);
         self.client.session.awaiting_pubcomp.insert(packet_id);
         let _ = self.client.save_session();
         self.send(Outbound::PubRel { packet_id });
@@ -540,11 +545,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let _ = self.client.save_session();
         if direct_queue(filter).is_some() {
-            let cookie = self.client.consumers.iter().find_map(|(c, (_, _, f))| match f {
+            let cookie = self.client.active().consumers.iter().find_map(|(c, (_, _, f))| match f {
                 Feed::Direct(f) if f == filter => Some(*c),
                 _ => None,
             });
-            if let Some((queue, consumer, _)) = cookie.and_then(|c| self.client.consumers.remove(&c)) {
+            if let Some((queue, consumer, _)) = cookie.and_then(|c| self.client.active().consumers.remove(&c)) {
                 queue.cancel(consumer);
             }
             return reason::SUCCESS;
@@ -569,16 +574,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match event {
             ConsumerEvent::Deliver(d) => {
                 // Events come only from consumers, which made `deliveries`.
-                let window_reopened = self.client.deliveries.as_ref().is_some_and(|w| w.credit.written(d.message.body.len()));
+                let window_reopened = self.client.active().deliveries().credit.written(d.message.body.len());
                 if window_reopened {
-                    for (queue, _, _) in self.client.consumers.values() {
+                    for (queue, _, _) in self.client.active().consumers.values() {
                         queue.kick();
                     }
                 }
                 self.deliver(*d);
             }
             ConsumerEvent::Cancelled { cookie, .. } => {
-                self.client.consumers.remove(&cookie);
+                self.client.active().consumers.remove(&cookie);
             }
         }
     }
@@ -616,7 +621,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn matching(&self, cookie: u64, topic: &str, msg: &junction_core::Message) -> Option<Wanted> {
         let subs = &self.client.session.subscriptions;
         if cookie != SESSION_COOKIE {
-            let Some((_, _, Feed::Direct(filter))) = self.client.consumers.get(&cookie) else { return None };
+            let consumers = &self.client.activity.as_ref()?.consumers;
+            let Some((_, _, Feed::Direct(filter))) = consumers.get(&cookie) else { return None };
             let s = subs.get(filter)?;
             let ids = s.subscription_id.into_iter().collect();
             return Some(Wanted { qos: s.qos, retain_as_published: s.retain_as_published, ids });
@@ -643,7 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if p.qos > 0 {
             let id = self.client.allocate_packet_id();
             p.packet_id = Some(id);
-            self.client.outstanding.insert(id, Outgoing::Sent { source });
+            self.client.active().outstanding.insert(id, Outgoing::Sent { source });
         }
         self.client.outbound_aliases.apply(&mut p);
         self.send(Outbound::Publish(Box::new(p)));
@@ -725,8 +731,8 @@ pub fn attach_direct(client: &mut Client, filter: &str) {
         let _ = client.vhost.bind(mapping::TOPIC_EXCHANGE, DestinationKind::Queue, &name, &pattern, Table::default(), 0);
     }
     let Ok(queue) = client.vhost.queue_for(&name, 0) else { return };
-    let cookie = client.next_cookie;
-    client.next_cookie += 1;
+    let cookie = client.active().next_cookie;
+    client.active().next_cookie += 1;
     consume(client, queue, cookie, Feed::Direct(filter.to_string()));
 }
 
@@ -738,8 +744,8 @@ fn attach_stream(client: &mut Client, filter: &str, name: &str, start: StreamSta
         return;
     };
     let reader = client.persistent.then(|| format!("mqtt/{}/{filter}", client.id));
-    let cookie = client.next_cookie;
-    client.next_cookie += 1;
+    let cookie = client.active().next_cookie;
+    client.active().next_cookie += 1;
     consume_from(client, queue, cookie, Feed::Direct(filter.to_string()), start, reader);
 }
 
