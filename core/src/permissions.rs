@@ -12,7 +12,7 @@
 //! matches nothing. The default exchange is named `amq.default` in checks, as in RabbitMQ.
 
 use crate::error::{CoreError, CoreResult};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,9 +147,13 @@ impl TopicPermissions {
 }
 
 /// What one logged-in user may do in one vhost: resolved when a connection opens the vhost
-/// and checked by the adapters before every operation.
+/// and checked by the adapters before every operation. Shared: the connections of one user in
+/// one vhost hold the same grant (a pointer each; see `PermissionTable::access`).
 #[derive(Debug, Clone)]
-pub struct Access {
+pub struct Access(Arc<Grant>);
+
+#[derive(Debug)]
+struct Grant {
     user: String,
     vhost: String,
     permissions: Arc<VhostPermissions>,
@@ -158,31 +162,31 @@ pub struct Access {
 
 impl Access {
     pub fn new(user: &str, vhost: &str, permissions: Arc<VhostPermissions>, topics: Vec<Arc<TopicPermissions>>) -> Access {
-        Access { user: user.to_string(), vhost: vhost.to_string(), permissions, topics }
+        Access(Arc::new(Grant { user: user.to_string(), vhost: vhost.to_string(), permissions, topics }))
     }
 
     /// The user these rights are of.
     pub fn user(&self) -> &str {
-        &self.user
+        &self.0.user
     }
 
     /// Refused with RabbitMQ's text, e.g. "access to queue 'q' in vhost '/' refused for user 'u'".
     pub fn check(&self, op: Op, resource: Resource<'_>) -> CoreResult<()> {
-        if self.permissions.pattern(op).matches(resource.name()) {
+        if self.0.permissions.pattern(op).matches(resource.name()) {
             return Ok(());
         }
         Err(CoreError::refused(format!(
             "access to {} '{}' in vhost '{}' refused for user '{}'",
             resource.kind(),
             resource.name(),
-            self.vhost,
-            self.user
+            self.0.vhost,
+            self.0.user
         )))
     }
 
     /// Checks a routing key (or binding key) against the topic permissions of `exchange`.
     pub fn check_topic(&self, op: Op, exchange: &str, routing_key: &str) -> CoreResult<()> {
-        let allowed = self.topics.iter().filter(|t| t.exchange == exchange).all(|t| match op {
+        let allowed = self.0.topics.iter().filter(|t| t.exchange == exchange).all(|t| match op {
             Op::Read => t.read.matches(routing_key),
             _ => t.write.matches(routing_key),
         });
@@ -192,8 +196,8 @@ impl Access {
         Err(CoreError::refused(format!(
             "{} access to topic '{routing_key}' in exchange '{exchange}' in vhost '{}' refused for user '{}'",
             op.as_str(),
-            self.vhost,
-            self.user
+            self.0.vhost,
+            self.0.user
         )))
     }
 
@@ -212,6 +216,10 @@ pub struct PermissionTable {
     vhosts: RwLock<HashMap<(String, String), (PermissionRecord, Arc<VhostPermissions>)>>,
     /// (user, vhost, exchange) -> topic permissions.
     topics: RwLock<HashMap<(String, String, String), (TopicPermissionRecord, Arc<TopicPermissions>)>>,
+    /// (user, vhost) -> the grant connections share; emptied by every change. Built and
+    /// emptied under its own lock, so a grant built from tables a change is replacing is
+    /// emptied by that change.
+    granted: Mutex<HashMap<(String, String), Access>>,
 }
 
 impl PermissionTable {
@@ -219,17 +227,24 @@ impl PermissionTable {
     pub fn set(&self, r: PermissionRecord) -> CoreResult<()> {
         let compiled = Arc::new(VhostPermissions::compile(&r)?);
         self.vhosts.write().insert((r.user.clone(), r.vhost.clone()), (r, compiled));
+        self.granted.lock().clear();
         Ok(())
     }
 
     pub fn set_topic(&self, r: TopicPermissionRecord) -> CoreResult<()> {
         let compiled = Arc::new(TopicPermissions::compile(&r)?);
         self.topics.write().insert((r.user.clone(), r.vhost.clone(), r.exchange.clone()), (r, compiled));
+        self.granted.lock().clear();
         Ok(())
     }
 
     /// What `user` may do in `vhost`; None when the user has no permissions there.
     pub fn access(&self, user: &str, vhost: &str) -> Option<Access> {
+        let mut granted = self.granted.lock();
+        let key = (user.to_string(), vhost.to_string());
+        if let Some(access) = granted.get(&key) {
+            return Some(access.clone());
+        }
         let permissions = self.vhosts.read().get(&(user.to_string(), vhost.to_string()))?.1.clone();
         let topics = self
             .topics
@@ -238,7 +253,9 @@ impl PermissionTable {
             .filter(|((u, v, _), _)| u == user && v == vhost)
             .map(|(_, (_, t))| t.clone())
             .collect();
-        Some(Access::new(user, vhost, permissions, topics))
+        let access = Access::new(user, vhost, permissions, topics);
+        granted.insert(key, access.clone());
+        Some(access)
     }
 
     /// Removes a user's permissions on a vhost (and its topic permissions there).
@@ -247,6 +264,8 @@ impl PermissionTable {
         let mut topics = self.topics.write();
         let keys: Vec<_> = topics.keys().filter(|(u, v, _)| u == user && v == vhost).cloned().collect();
         let topic_records = keys.into_iter().filter_map(|k| topics.remove(&k)).map(|(r, _)| r).collect();
+        drop(topics);
+        self.granted.lock().clear();
         (removed, topic_records)
     }
 
@@ -262,6 +281,21 @@ impl PermissionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_share_a_grant_until_permissions_change() {
+        let table = PermissionTable::default();
+        let record = |write: &str| PermissionRecord { user: "u".into(), vhost: "/".into(), configure: "".into(), write: write.into(), read: "".into() };
+        table.set(record("^a$")).unwrap();
+        let (first, second) = (table.access("u", "/").unwrap(), table.access("u", "/").unwrap());
+        assert!(Arc::ptr_eq(&first.0, &second.0), "one grant for both connections");
+        table.set(record("^b$")).unwrap();
+        let after = table.access("u", "/").unwrap();
+        assert!(after.check(Op::Write, Resource::Exchange("b")).is_ok(), "the change applies to new connections");
+        assert!(first.check(Op::Write, Resource::Exchange("a")).is_ok(), "open ones keep what they had");
+        table.remove("u", "/");
+        assert!(table.access("u", "/").is_none());
+    }
 
     fn access(configure: &str, write: &str, read: &str, topics: &[(&str, &str, &str)]) -> Access {
         let record = PermissionRecord { user: "u".into(), vhost: "/".into(), configure: configure.into(), write: write.into(), read: read.into() };
