@@ -113,6 +113,11 @@ def test_queues_declare_list_get_peek_purge_delete(broker):
     details = get(broker, "/api/queues/%2F/work")
     assert details["consumer_details"][0]["consumer_tag"] == tag
     ch.basic_cancel(tag)
+    # pika hands the deliveries its callback never took back (basic.reject, requeue) on the
+    # AMQP connection: wait until the broker has them before purging over HTTP.
+    deadline = time.monotonic() + 10
+    while get(broker, "/api/queues/%2F/work")["messages_unacknowledged"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert call(broker, "DELETE", "/api/queues/%2F/work/contents")[0] == 204
     assert message_count(ch, "work") == 0
     assert call(broker, "DELETE", "/api/queues/%2F/work")[0] == 204
