@@ -132,7 +132,7 @@ pub struct ConnectionEntry {
     pub traffic: Arc<Traffic>,
     /// Numbers of the AMQP channels open (empty for MQTT and STOMP).
     channels: Mutex<Vec<u16>>,
-    /// Why an operator asked the connection to close, once one did, and the connection's waker.
+    /// Why the connection was asked to close, once it was, and the connection's waker.
     /// (Neither a `watch` channel nor a `Notify`: every connection has one, and a waiter on
     /// those is a future of 64 bytes or more kept in the connection's task while it waits.)
     close: Mutex<CloseRequest>,
@@ -140,9 +140,31 @@ pub struct ConnectionEntry {
 
 #[derive(Debug, Default)]
 struct CloseRequest {
-    reason: Option<String>,
+    reason: Option<CloseReason>,
     /// The connection, while it waits (one waiter: the connection's own task).
     waiter: Option<std::task::Waker>,
+}
+
+/// Why a connection is asked to close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// An operator (or the broker, for a deleted vhost) closes it, telling the client this.
+    Requested(String),
+    /// Another connection took its identity over (an MQTT client id).
+    TakenOver,
+    /// The broker is shutting down.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// What the client is told.
+    pub fn text(&self) -> &str {
+        match self {
+            CloseReason::Requested(text) => text,
+            CloseReason::TakenOver => "taken over by another connection",
+            CloseReason::ShuttingDown => "server shutting down",
+        }
+    }
 }
 
 impl ConnectionEntry {
@@ -163,9 +185,14 @@ impl ConnectionEntry {
 
     /// Asks the connection to close, telling its client `reason`.
     pub fn request_close(&self, reason: &str) {
+        self.ask_to_close(CloseReason::Requested(reason.to_string()));
+    }
+
+    /// Asks the connection to close; a connection asked twice leaves for the first reason.
+    pub fn ask_to_close(&self, reason: CloseReason) {
         let waiter = {
             let mut close = self.close.lock();
-            close.reason = Some(reason.to_string());
+            close.reason.get_or_insert(reason);
             close.waiter.take()
         };
         if let Some(waker) = waiter {
@@ -191,12 +218,12 @@ impl Registration {
     /// Resolves with the reason once an operator asks for the connection to close (pending for
     /// ever otherwise; use in a `select!`).
     pub async fn close_requested(&mut self) -> String {
-        std::future::poll_fn(|cx| self.poll_close_requested(cx)).await
+        std::future::poll_fn(|cx| self.poll_close_requested(cx)).await.text().to_string()
     }
 
     /// `close_requested` for a hand-written poll loop: the reason, or Pending with `cx` woken
     /// when a request comes.
-    pub fn poll_close_requested(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<String> {
+    pub fn poll_close_requested(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<CloseReason> {
         let mut close = self.entry.close.lock();
         if let Some(reason) = &close.reason {
             return std::task::Poll::Ready(reason.clone());

@@ -57,8 +57,8 @@ pub struct Client {
     pub topic_alias_max: u16,
     /// Counts the connection against the connection limits while it lives.
     pub permit: Option<junction_core::connections::ConnectionPermit>,
-    /// Topic aliases this server assigns to the client (MQTT 5).
-    pub outbound_aliases: OutboundAliases,
+    /// The client's Topic Alias Maximum: how many aliases this server may assign (MQTT 5).
+    pub outbound_alias_max: u16,
     pub max_packet_size: Option<u32>,
     pub prefetch: u32,
     pub out: BytesMut,
@@ -81,6 +81,8 @@ pub struct Activity {
     pub inbound_qos1: usize,
     /// Inbound topic aliases (MQTT 5).
     pub aliases: BTreeMap<u16, String>,
+    /// Topic aliases this server assigned to the client (MQTT 5).
+    pub outbound_aliases: OutboundAliases,
     /// Made when the client first consumes (see `Deliveries`).
     pub deliveries: Option<Deliveries>,
 }
@@ -95,6 +97,7 @@ impl Default for Activity {
             pending_acks: VecDeque::new(),
             inbound_qos1: 0,
             aliases: BTreeMap::new(),
+            outbound_aliases: OutboundAliases::default(),
             deliveries: None,
         }
     }
@@ -108,6 +111,7 @@ impl Activity {
             && self.pending_acks.is_empty()
             && self.inbound_qos1 == 0
             && self.aliases.is_empty()
+            && self.outbound_aliases.by_topic.is_empty()
             && self.deliveries.is_none()
     }
 
@@ -134,20 +138,19 @@ pub struct Deliveries {
 /// that go in full (no replacement: remapping would cost a full topic anyway).
 #[derive(Debug, Default)]
 pub struct OutboundAliases {
-    /// The client's Topic Alias Maximum (0: no aliases).
-    pub max: u16,
     by_topic: BTreeMap<String, u16>,
 }
 
 impl OutboundAliases {
-    pub fn apply(&mut self, p: &mut Publish) {
-        if self.max == 0 {
+    /// `max`: the client's Topic Alias Maximum (0: no aliases).
+    pub fn apply(&mut self, max: u16, p: &mut Publish) {
+        if max == 0 {
             return;
         }
         if let Some(&alias) = self.by_topic.get(&p.topic) {
             p.props.topic_alias = Some(alias);
             p.topic.clear();
-        } else if self.by_topic.len() < usize::from(self.max) {
+        } else if self.by_topic.len() < usize::from(max) {
             let alias = self.by_topic.len() as u16 + 1;
             self.by_topic.insert(p.topic.clone(), alias);
             p.props.topic_alias = Some(alias);
@@ -199,7 +202,7 @@ impl Client {
             has_published: false,
             will: None,
             topic_alias_max: 0,
-            outbound_aliases: OutboundAliases::default(),
+            outbound_alias_max: 0,
             permit: None,
             max_packet_size: None,
             prefetch: 64,

@@ -72,7 +72,7 @@ where
         _ => return None,
     };
     let accepted = accept(&mqtt, &connect, &transport, &mut reader).await?;
-    let (mut client, ownership, session_present) = accepted;
+    let (mut client, generation, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
     let ack = ConnAck {
@@ -98,7 +98,6 @@ where
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let now = Instant::now();
-    let crate::registry::Ownership { kicked, generation } = ownership;
     let conn = crate::handlers::Conn {
         reader,
         client,
@@ -106,7 +105,6 @@ where
         last_read: now,
         last_active: now,
         buffers_released: false,
-        kicked,
         read_first: false,
     };
     Some((Box::new(conn), generation))
@@ -140,7 +138,8 @@ fn negotiate_keep_alive(c: &Connect, max: u16) -> (u16, Option<u16>) {
     }
 }
 
-type Accepted = (Client, crate::registry::Ownership, bool);
+/// The client, the generation of its ownership of its id, and whether its session was resumed.
+type Accepted = (Client, u64, bool);
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
@@ -218,7 +217,7 @@ where
             return refuse(if c.level == Level::V5 { reason::QUOTA_EXCEEDED } else { reason::SERVER_UNAVAILABLE }).await;
         }
     };
-    let (_, ownership) = mqtt.registry.claim(vhost.name(), &id).await;
+    let (_, generation) = mqtt.registry.claim(vhost.name(), &id, permit.registration.entry.clone()).await;
     let stored = mqtt.broker.session(vhost.name(), session::PROTOCOL, &id).and_then(|b| SessionState::decode(&b));
     let resumed = match stored {
         Some(s) if !c.clean_start && !s.expired(now_ms()) => Some(s),
@@ -241,7 +240,7 @@ where
         Ok(q) => q,
         Err(e) => {
             tracing::warn!(client = %id, error = %e, "cannot open MQTT session queue");
-            mqtt.registry.release(vhost.name(), &id, ownership.generation);
+            mqtt.registry.release(vhost.name(), &id, generation);
             return refuse(reason::SERVER_UNAVAILABLE).await;
         }
     };
@@ -250,11 +249,11 @@ where
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
     client.max_packet_size = c.max_packet_size;
     client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };
-    client.outbound_aliases.max = c.topic_alias_max;
+    client.outbound_alias_max = c.topic_alias_max;
     if let Some(receipt) = client.save_session() {
         let _ = receipt.await;
     }
-    Some((client, ownership, session_present))
+    Some((client, generation, session_present))
 }
 
 fn generated_id() -> String {

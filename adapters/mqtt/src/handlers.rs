@@ -17,7 +17,7 @@ use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::oneshot;
+use junction_core::registry::CloseReason;
 use std::future::Future;
 use std::task::Poll;
 use tokio::time::Instant;
@@ -34,8 +34,6 @@ pub struct Conn<S> {
     pub last_active: Instant,
     /// The buffers were given back since `last_active` (so the release timer is off).
     pub buffers_released: bool,
-    /// Fires when the connection must leave (see `registry::Ownership::kicked`).
-    pub kicked: oneshot::Receiver<u8>,
     /// Whether `poll_wake` polled the socket before the consumer events last time.
     pub read_first: bool,
 }
@@ -82,7 +80,7 @@ enum Wake {
     /// The keep-alive ran out, or the connection has been idle long enough to give its
     /// buffers back.
     Timer,
-    /// Taken over, broker shutting down, operator request.
+    /// Taken over, broker shutting down, operator request (see `registry`).
     Leave(Close),
     AlarmCleared,
 }
@@ -192,14 +190,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         timed: bool,
         alarm_cleared: Option<&mut futures::future::BoxFuture<'static, ()>>,
     ) -> Poll<Wake> {
-        if let Poll::Ready(code) = self.kicked.poll_unpin(cx) {
-            // Sent: taken over or shutting down. Dropped unsent: the registry forgot this
-            // connection, which only a takeover does.
-            return Poll::Ready(Wake::Leave(protocol_error(code.unwrap_or(reason::SESSION_TAKEN_OVER))));
-        }
         if let Some(permit) = &self.client.permit {
-            if let Poll::Ready(text) = permit.registration.poll_close_requested(cx) {
-                let close = Close { text: Some(text), ..protocol_error(reason::ADMINISTRATIVE_ACTION) };
+            if let Poll::Ready(why) = permit.registration.poll_close_requested(cx) {
+                let close = match why {
+                    CloseReason::TakenOver => protocol_error(reason::SESSION_TAKEN_OVER),
+                    CloseReason::ShuttingDown => protocol_error(reason::SERVER_SHUTTING_DOWN),
+                    CloseReason::Requested(text) => Close { text: Some(text), ..protocol_error(reason::ADMINISTRATIVE_ACTION) },
+                };
                 return Poll::Ready(Wake::Leave(close));
             }
         }
@@ -651,7 +648,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             p.packet_id = Some(id);
             self.client.active().outstanding.insert(id, Outgoing::Sent { source });
         }
-        self.client.outbound_aliases.apply(&mut p);
+        let max = self.client.outbound_alias_max;
+        self.client.active().outbound_aliases.apply(max, &mut p);
         self.send(Outbound::Publish(Box::new(p)));
     }
 }
@@ -693,7 +691,7 @@ pub fn publish(vhost: &junction_core::VHost, p: &Publish, client_id: &str) -> Op
 }
 
 fn join_receipts(a: junction_core::DurableReceipt, b: junction_core::DurableReceipt) -> junction_core::DurableReceipt {
-    let (tx, rx) = oneshot::channel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (ra, rb) = futures::join!(a, b);
         let ok = matches!(ra, Ok(Ok(()))) && matches!(rb, Ok(Ok(())));

@@ -1,30 +1,22 @@
 //! Which connection currently owns each client id, so that a second CONNECT with the same id
 //! takes the session over: the first connection is told to leave and finishes its cleanup
-//! before the new one attaches to the session. The same message tells every connection to
-//! leave when the broker shuts down (a connection then waits on one thing less).
+//! before the new one attaches to the session. Connections are told to leave, on a takeover or
+//! when the broker shuts down, through their listing in the broker's connection registry: the
+//! one thing every connection already waits on for operators' close requests.
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Notify};
-
-const SERVER_SHUTTING_DOWN: u8 = crate::packet::reason::SERVER_SHUTTING_DOWN;
+use junction_core::registry::{CloseReason, ConnectionEntry};
+use tokio::sync::Notify;
 
 /// How long a takeover waits for the connection it replaces to finish its cleanup.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
-/// Handed to the connection that owns a client id; it calls `Registry::release` with
-/// `generation` once it has let go of the session.
-pub struct Ownership {
-    /// Fires with the DISCONNECT reason code when the connection must leave: another
-    /// connection took the id over, or the broker is shutting down.
-    pub kicked: oneshot::Receiver<u8>,
-    pub generation: u64,
-}
-
 struct Owner {
-    kick: Option<oneshot::Sender<u8>>,
+    /// The connection's listing, through which it is told to leave.
+    connection: Arc<ConnectionEntry>,
     generation: u64,
 }
 
@@ -52,19 +44,17 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
-    /// Claims `client_id` in `vhost`; an existing owner is kicked and awaited (bounded).
-    /// Returns whether someone was taken over, and the new ownership.
-    pub async fn claim(&self, vhost: &str, client_id: &str) -> (bool, Ownership) {
-        let (kick_tx, kick_rx) = oneshot::channel();
+    /// Claims `client_id` in `vhost` for the connection listed as `connection`; an existing
+    /// owner is told to leave and awaited (bounded). Returns whether someone was taken over, and
+    /// the generation to `release` with.
+    pub async fn claim(&self, vhost: &str, client_id: &str, connection: Arc<ConnectionEntry>) -> (bool, u64) {
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let mut owner = Owner { kick: Some(kick_tx), generation };
+        let owner = Owner { connection, generation };
         let previous = {
             let mut owners = self.owners.lock();
             // Read under the lock `shut_down` takes: a claim is either told here or there.
             if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(kick) = owner.kick.take() {
-                    let _ = kick.send(SERVER_SHUTTING_DOWN);
-                }
+                owner.connection.ask_to_close(CloseReason::ShuttingDown);
             }
             let previous = owners.by_vhost.entry(vhost.to_string()).or_default().insert(client_id.to_string(), owner);
             if let Some(old) = &previous {
@@ -73,14 +63,12 @@ impl Registry {
             previous
         };
         let took_over = previous.is_some();
-        if let Some(mut old) = previous {
-            if let Some(kick) = old.kick.take() {
-                let _ = kick.send(crate::packet::reason::SESSION_TAKEN_OVER);
-            }
+        if let Some(old) = previous {
+            old.connection.ask_to_close(CloseReason::TakenOver);
             let _ = tokio::time::timeout(RELEASE_WAIT, self.wait_for_release(old.generation)).await;
             self.owners.lock().replaced.remove(&old.generation);
         }
-        (took_over, Ownership { kicked: kick_rx, generation })
+        (took_over, generation)
     }
 
     async fn wait_for_release(&self, generation: u64) {
@@ -114,12 +102,10 @@ impl Registry {
 
     /// Tells every connection, and every one that claims an id from now on, to leave.
     pub fn shut_down(&self) {
-        let mut owners = self.owners.lock();
+        let owners = self.owners.lock();
         self.shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
-        for owner in owners.by_vhost.values_mut().flat_map(HashMap::values_mut) {
-            if let Some(kick) = owner.kick.take() {
-                let _ = kick.send(SERVER_SHUTTING_DOWN);
-            }
+        for owner in owners.by_vhost.values().flat_map(HashMap::values) {
+            owner.connection.ask_to_close(CloseReason::ShuttingDown);
         }
     }
 
@@ -136,40 +122,61 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use junction_core::registry::{ConnectionInfo, Link, Protocol, Registration};
+
+    fn listed(connections: &Arc<junction_core::registry::Registry>, id: u64) -> Registration {
+        let info = ConnectionInfo {
+            protocol: Protocol::Mqtt,
+            protocol_version: "MQTT 5.0",
+            user: "u".into(),
+            vhost: "/".into(),
+            client_id: "c".into(),
+            link: Link::tcp("127.0.0.1:1883".parse().unwrap()),
+        };
+        connections.register(id, info, Arc::default())
+    }
+
+    async fn told(connection: &mut Registration) -> String {
+        tokio::time::timeout(Duration::from_secs(1), connection.close_requested()).await.expect("told to leave")
+    }
 
     #[tokio::test]
-    async fn a_second_claim_kicks_the_first_and_waits_for_release() {
-        let reg = Registry::new();
-        let (took, first) = reg.claim("/", "c").await;
+    async fn a_second_claim_tells_the_first_to_leave_and_waits_for_release() {
+        let (connections, reg) = (Arc::default(), Registry::new());
+        let (mut first, second) = (listed(&connections, 1), listed(&connections, 2));
+        let (took, generation) = reg.claim("/", "c", first.entry.clone()).await;
         assert!(!took);
-        let Ownership { kicked, generation } = first;
         let reg2 = reg.clone();
-        let second = tokio::spawn(async move { reg2.claim("/", "c").await });
-        assert_eq!(kicked.await, Ok(crate::packet::reason::SESSION_TAKEN_OVER));
+        let entry = second.entry.clone();
+        let claiming = tokio::spawn(async move { reg2.claim("/", "c", entry).await });
+        assert_eq!(told(&mut first).await, CloseReason::TakenOver.text());
         tokio::task::yield_now().await;
-        assert!(!second.is_finished(), "waits for the first to release");
+        assert!(!claiming.is_finished(), "waits for the first to release");
         reg.release("/", "c", generation);
-        let (took, _new) = tokio::time::timeout(Duration::from_secs(1), second).await.unwrap().unwrap();
+        let (took, _) = tokio::time::timeout(Duration::from_secs(1), claiming).await.unwrap().unwrap();
         assert!(took);
         assert!(reg.is_connected("/", "c"), "a stale release does not remove the new owner");
+        drop(second);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_takeover_goes_on_after_a_while_if_the_old_owner_never_releases() {
-        let reg = Registry::new();
-        let (_, _never_released) = reg.claim("/", "c").await;
-        let (took, _new) = reg.claim("/", "c").await;
+        let (connections, reg) = (Arc::default(), Registry::new());
+        let (first, second) = (listed(&connections, 1), listed(&connections, 2));
+        reg.claim("/", "c", first.entry.clone()).await;
+        let (took, _) = reg.claim("/", "c", second.entry.clone()).await;
         assert!(took);
         assert!(reg.owners.lock().replaced.is_empty());
     }
 
     #[tokio::test]
     async fn shutting_down_tells_current_and_later_owners_to_leave() {
-        let reg = Registry::new();
-        let (_, first) = reg.claim("/", "a").await;
+        let (connections, reg) = (Arc::default(), Registry::new());
+        let (mut first, mut later) = (listed(&connections, 1), listed(&connections, 2));
+        reg.claim("/", "a", first.entry.clone()).await;
         reg.shut_down();
-        assert_eq!(first.kicked.await, Ok(SERVER_SHUTTING_DOWN));
-        let (_, later) = reg.claim("/", "b").await;
-        assert_eq!(later.kicked.await, Ok(SERVER_SHUTTING_DOWN));
+        assert_eq!(told(&mut first).await, CloseReason::ShuttingDown.text());
+        reg.claim("/", "b", later.entry.clone()).await;
+        assert_eq!(told(&mut later).await, CloseReason::ShuttingDown.text());
     }
 }
