@@ -106,6 +106,7 @@ where
         last_active: now,
         buffers_released: false,
         read_first: false,
+        alarm_cleared: None,
     };
     Some((Box::new(conn), generation))
 }
@@ -445,6 +446,6 @@ mod tests {
         drop(connection);
         let _ = std::fs::remove_dir_all(dir);
         eprintln!("connection future: {size} bytes");
-        assert!(size <= 320, "the connection future grew to {size} bytes");
+        assert!(size <= 264, "the connection future grew to {size} bytes");
     }
 }

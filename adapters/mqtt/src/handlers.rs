@@ -34,6 +34,8 @@ pub struct Conn<S> {
     pub last_active: Instant,
     /// The buffers were given back since `last_active` (so the release timer is off).
     pub buffers_released: bool,
+    /// Only while the resource alarm blocks this client (a publisher): resolves when it clears.
+    pub alarm_cleared: Option<futures::future::BoxFuture<'static, ()>>,
     /// Whether `poll_wake` polled the socket before the consumer events last time.
     pub read_first: bool,
 }
@@ -73,7 +75,8 @@ fn protocol_error(code: u8) -> Close {
 
 /// What woke a waiting connection up.
 enum Wake {
-    Read(Option<Result<Inbound, crate::codec::DecodeError>>),
+    /// Boxed: the connection's task keeps room for its largest `Wake` for good.
+    Read(Box<Option<Result<Inbound, crate::codec::DecodeError>>>),
     Event(ConsumerEvent),
     /// The first pending acknowledgement's store write finished: (packet id, QoS, reason).
     Stored((u16, u8, u8)),
@@ -94,8 +97,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // The one timer: the keep-alive deadline or the moment to give buffers back.
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
-        // Only while the resource alarm blocks publishers: resolves when it clears.
-        let mut alarm_cleared: Option<futures::future::BoxFuture<'static, ()>> = None;
         loop {
             if !self.client.out.is_empty() {
                 if Box::pin(self.write_out()).await.is_err() {
@@ -105,24 +106,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // A resource alarm stops reading from publishers (TCP back-pressure); their
             // keep-alive does not run meanwhile, as they cannot be heard.
             if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
-                alarm_cleared = None;
-            } else if alarm_cleared.is_none() {
-                alarm_cleared = Some(self.alarm_cleared());
+                self.alarm_cleared = None;
+            } else if self.alarm_cleared.is_none() {
+                self.alarm_cleared = Some(self.alarm_cleared());
             }
-            let blocked = alarm_cleared.is_some();
+            let blocked = self.alarm_cleared.is_some();
             let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
             let deadline = self.keep_alive_deadline(blocked).into_iter().chain(release_at).min();
             if let Some(deadline) = deadline.filter(|d| *d != timer.deadline()) {
                 timer.as_mut().reset(deadline);
             }
-            let timed = deadline.is_some();
-            let wake = std::future::poll_fn(|cx| self.poll_wake(cx, timer.as_mut(), timed, alarm_cleared.as_mut())).await;
+            let mut timer = deadline.map(|_| timer.as_mut());
+            let wake = std::future::poll_fn(|cx| self.poll_wake(cx, timer.as_mut().map(|t| t.as_mut()))).await;
             let close = match wake {
                 Wake::Read(packet) => {
                     self.last_read = Instant::now();
                     self.active(self.last_read);
                     self.reserve_read_buffer();
-                    Box::pin(self.on_read_batch(packet)).await
+                    Box::pin(self.on_read_batch(*packet)).await
                 }
                 Wake::Event(event) => {
                     self.active(Instant::now());
@@ -138,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.send_ready_acks();
                     None
                 }
-                Wake::Timer if self.keep_alive_deadline(blocked).is_some_and(|d| d <= Instant::now()) => {
+                Wake::Timer if self.keep_alive_deadline(self.alarm_cleared.is_some()).is_some_and(|d| d <= Instant::now()) => {
                     tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
                     Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
                 }
@@ -148,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Wake::Leave(close) => Some(close),
                 Wake::AlarmCleared => {
-                    alarm_cleared = None;
+                    self.alarm_cleared = None;
                     // The keep-alive starts again from now.
                     self.last_read = Instant::now();
                     None
@@ -186,9 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn poll_wake(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        timer: std::pin::Pin<&mut tokio::time::Sleep>,
-        timed: bool,
-        alarm_cleared: Option<&mut futures::future::BoxFuture<'static, ()>>,
+        timer: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
     ) -> Poll<Wake> {
         if let Some(permit) = &self.client.permit {
             if let Poll::Ready(why) = permit.registration.poll_close_requested(cx) {
@@ -201,11 +200,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
         self.read_first = !self.read_first;
-        let blocked = alarm_cleared.is_some();
+        let blocked = self.alarm_cleared.is_some();
         for read in [self.read_first, !self.read_first] {
             if read && !blocked {
                 if let Poll::Ready(packet) = self.reader.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Read(packet));
+                    return Poll::Ready(Wake::Read(Box::new(packet)));
                 }
             } else if !read {
                 // No channel before the first consumer; None only once every sender is gone,
@@ -221,10 +220,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Poll::Ready(Wake::Stored(stored));
             }
         }
-        if timed && timer.poll(cx).is_ready() {
+        if timer.is_some_and(|timer| timer.poll(cx).is_ready()) {
             return Poll::Ready(Wake::Timer);
         }
-        if let Some(cleared) = alarm_cleared {
+        if let Some(cleared) = &mut self.alarm_cleared {
             if cleared.poll_unpin(cx).is_ready() {
                 return Poll::Ready(Wake::AlarmCleared);
             }
