@@ -121,7 +121,7 @@ mod tests {
                 protocol_version: "AMQP 0-9-1",
                 user: user.into(),
                 vhost: "/".into(),
-                client_id: String::new(),
+                client_id: "".into(),
                 link: link.clone(),
             };
             c.admit(user, || registry.register(1, info, Arc::default()))

@@ -119,7 +119,8 @@ pub struct ConnectionInfo {
     pub user: String,
     pub vhost: String,
     /// MQTT client id, AMQP `connection_name` client property, STOMP `client-id` header.
-    pub client_id: String,
+    /// Shared: an MQTT connection's state and its client-id registry hold the same one.
+    pub client_id: Arc<str>,
     pub link: Link,
 }
 
@@ -130,8 +131,9 @@ pub struct ConnectionEntry {
     pub info: ConnectionInfo,
     pub connected_at_ms: u64,
     pub traffic: Arc<Traffic>,
-    /// Numbers of the AMQP channels open (empty for MQTT and STOMP).
-    channels: Mutex<Vec<u16>>,
+    /// Numbers of the AMQP channels open (empty for MQTT and STOMP). A boxed slice, not a
+    /// `Vec`: every connection has one, and this entry stays within a smaller allocation.
+    channels: Mutex<Box<[u16]>>,
     /// Why the connection was asked to close, once it was, and the connection's waker.
     /// (Neither a `watch` channel nor a `Notify`: every connection has one, and a waiter on
     /// those is a future of 64 bytes or more kept in the connection's task while it waits.)
@@ -149,7 +151,7 @@ struct CloseRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
     /// An operator (or the broker, for a deleted vhost) closes it, telling the client this.
-    Requested(String),
+    Requested(Box<str>),
     /// Another connection took its identity over (an MQTT client id).
     TakenOver,
     /// The broker is shutting down.
@@ -176,16 +178,16 @@ impl ConnectionEntry {
     /// Records the connection's open AMQP channels (called when one opens or closes).
     pub fn set_channels(&self, mut open: Vec<u16>) {
         open.sort_unstable();
-        *self.channels.lock() = open;
+        *self.channels.lock() = open.into_boxed_slice();
     }
 
     pub fn channels(&self) -> Vec<u16> {
-        self.channels.lock().clone()
+        self.channels.lock().to_vec()
     }
 
     /// Asks the connection to close, telling its client `reason`.
     pub fn request_close(&self, reason: &str) {
-        self.ask_to_close(CloseReason::Requested(reason.to_string()));
+        self.ask_to_close(CloseReason::Requested(reason.into()));
     }
 
     /// Asks the connection to close; a connection asked twice leaves for the first reason.
@@ -253,7 +255,7 @@ impl Registry {
             info,
             connected_at_ms: crate::message::now_ms(),
             traffic,
-            channels: Mutex::new(Vec::new()),
+            channels: Mutex::default(),
             close: Mutex::default(),
         });
         self.open.lock().insert(id, entry.clone());

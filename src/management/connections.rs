@@ -17,7 +17,7 @@ fn connection_json(api: &Api, c: &ConnectionEntry) -> Json {
         "type": info.protocol.key(),
         "user": info.user,
         "vhost": info.vhost,
-        "client_id": info.client_id,
+        "client_id": &*info.client_id,
         "peer_host": info.link.peer.ip().to_string(),
         "peer_port": info.link.peer.port(),
         "ssl": info.link.tls,

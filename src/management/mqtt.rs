@@ -18,9 +18,9 @@ pub async fn sessions(_: Authed, State(api): State<Arc<Api>>) -> ApiResult {
         clients.insert((vhost.clone(), id.clone()), json!({ "client_id": id, "vhost": vhost, "connected": false, "persistent": true, "subscriptions": subscriptions }));
     }
     for c in api.broker.registry().list().iter().filter(|c| c.info.protocol == Protocol::Mqtt) {
-        let key = (c.info.vhost.clone(), c.info.client_id.clone());
+        let key = (c.info.vhost.clone(), c.info.client_id.to_string());
         let entry = clients.entry(key).or_insert_with(|| {
-            json!({ "client_id": c.info.client_id, "vhost": c.info.vhost, "persistent": false, "subscriptions": [] })
+            json!({ "client_id": &*c.info.client_id, "vhost": c.info.vhost, "persistent": false, "subscriptions": [] })
         });
         entry["connected"] = json!(true);
         entry["connection"] = json!(c.name());

@@ -160,7 +160,7 @@ where
         protocol_version: "AMQP 0-9-1",
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
-        client_id,
+        client_id: client_id.into(),
         link: transport.link.clone(),
     };
     let permit = broker.admit_connection(&user, info, transport).map_err(|e| {

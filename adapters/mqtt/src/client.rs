@@ -37,7 +37,8 @@ pub type PendingAck = BoxFuture<'static, (u16, u8, u8)>;
 /// `HashMap` takes 48, in every connection (most of them idle).
 pub struct Client {
     pub mqtt: Arc<Mqtt>,
-    pub id: String,
+    /// The client id (shared with the connection's listing and the client-id registry).
+    pub id: Arc<str>,
     pub level: Level,
     pub vhost: Arc<VHost>,
     /// What the user who logged in may do in the vhost (and who that is: `access.user()`).
@@ -181,7 +182,7 @@ impl Client {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mqtt: Arc<Mqtt>,
-        id: String,
+        id: Arc<str>,
         level: Level,
         vhost: Arc<VHost>,
         access: Access,

@@ -79,7 +79,7 @@ where
         server_keep_alive,
         session_present,
         reason: reason::SUCCESS,
-        assigned_client_id: (connect.client_id.is_empty()).then(|| client.id.clone()),
+        assigned_client_id: (connect.client_id.is_empty()).then(|| client.id.to_string()),
         receive_max: mqtt.config.max_inflight,
         max_packet_size: Some(mqtt.config.max_packet_size),
         topic_alias_max: client.topic_alias_max,
@@ -96,12 +96,12 @@ where
     });
     drop(connect);
     start_feeds(&mut client, reader.decoder_mut());
-    let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
+    let keep_alive_ms = u32::from(keep_alive_secs) * 1500;
     let now = Instant::now();
     let conn = crate::handlers::Conn {
         reader,
         client,
-        keep_alive,
+        keep_alive_ms,
         last_read: now,
         last_active: now,
         buffers_released: false,
@@ -183,7 +183,7 @@ where
         }
     };
     let Some(vhost) = mqtt.broker.vhost(&mqtt.config.vhost) else { return refuse(reason::SERVER_UNAVAILABLE).await };
-    let id = if c.client_id.is_empty() { generated_id() } else { c.client_id.clone() };
+    let id: Arc<str> = if c.client_id.is_empty() { generated_id().into() } else { c.client_id.as_str().into() };
     let access = match crate::authz::may_connect(&mqtt.broker, &user, &vhost, &id) {
         Ok(access) => access,
         Err(e) => {
@@ -218,7 +218,7 @@ where
             return refuse(if c.level == Level::V5 { reason::QUOTA_EXCEEDED } else { reason::SERVER_UNAVAILABLE }).await;
         }
     };
-    let (_, generation) = mqtt.registry.claim(vhost.name(), &id, permit.registration.entry.clone()).await;
+    let (_, generation) = mqtt.registry.claim(vhost.name(), id.clone(), permit.registration.entry.clone()).await;
     let stored = mqtt.broker.session(vhost.name(), session::PROTOCOL, &id).and_then(|b| SessionState::decode(&b));
     let resumed = match stored {
         Some(s) if !c.clean_start && !s.expired(now_ms()) => Some(s),
@@ -365,7 +365,7 @@ async fn teardown(
         if let Some(receipt) = client.save_session() {
             let _ = receipt.await;
         }
-        schedule_expiry(&mqtt, vhost.name().to_string(), client.id.clone(), client.session.expiry_secs);
+        schedule_expiry(&mqtt, vhost.name().to_string(), client.id.to_string(), client.session.expiry_secs);
     } else {
         remove_session(&mqtt, &vhost, &client.id);
     }

@@ -23,7 +23,7 @@ struct Owner {
 #[derive(Default)]
 struct Owners {
     /// Vhost -> client id -> owner (by vhost first: a key per connection holds only its id).
-    by_vhost: HashMap<String, HashMap<String, Owner>>,
+    by_vhost: HashMap<String, HashMap<Arc<str>, Owner>>,
     /// Generations taken over and not released yet: their successors wait for them.
     replaced: HashSet<u64>,
 }
@@ -47,7 +47,7 @@ impl Registry {
     /// Claims `client_id` in `vhost` for the connection listed as `connection`; an existing
     /// owner is told to leave and awaited (bounded). Returns whether someone was taken over, and
     /// the generation to `release` with.
-    pub async fn claim(&self, vhost: &str, client_id: &str, connection: Arc<ConnectionEntry>) -> (bool, u64) {
+    pub async fn claim(&self, vhost: &str, client_id: Arc<str>, connection: Arc<ConnectionEntry>) -> (bool, u64) {
         let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let owner = Owner { connection, generation };
         let previous = {
@@ -56,7 +56,7 @@ impl Registry {
             if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
                 owner.connection.ask_to_close(CloseReason::ShuttingDown);
             }
-            let previous = owners.by_vhost.entry(vhost.to_string()).or_default().insert(client_id.to_string(), owner);
+            let previous = owners.by_vhost.entry(vhost.to_string()).or_default().insert(client_id, owner);
             if let Some(old) = &previous {
                 owners.replaced.insert(old.generation);
             }
@@ -144,11 +144,11 @@ mod tests {
     async fn a_second_claim_tells_the_first_to_leave_and_waits_for_release() {
         let (connections, reg) = (Arc::default(), Registry::new());
         let (mut first, second) = (listed(&connections, 1), listed(&connections, 2));
-        let (took, generation) = reg.claim("/", "c", first.entry.clone()).await;
+        let (took, generation) = reg.claim("/", "c".into(), first.entry.clone()).await;
         assert!(!took);
         let reg2 = reg.clone();
         let entry = second.entry.clone();
-        let claiming = tokio::spawn(async move { reg2.claim("/", "c", entry).await });
+        let claiming = tokio::spawn(async move { reg2.claim("/", "c".into(), entry).await });
         assert_eq!(told(&mut first).await, CloseReason::TakenOver.text());
         tokio::task::yield_now().await;
         assert!(!claiming.is_finished(), "waits for the first to release");
@@ -163,8 +163,8 @@ mod tests {
     async fn a_takeover_goes_on_after_a_while_if_the_old_owner_never_releases() {
         let (connections, reg) = (Arc::default(), Registry::new());
         let (first, second) = (listed(&connections, 1), listed(&connections, 2));
-        reg.claim("/", "c", first.entry.clone()).await;
-        let (took, _) = reg.claim("/", "c", second.entry.clone()).await;
+        reg.claim("/", "c".into(), first.entry.clone()).await;
+        let (took, _) = reg.claim("/", "c".into(), second.entry.clone()).await;
         assert!(took);
         assert!(reg.owners.lock().replaced.is_empty());
     }
@@ -173,10 +173,10 @@ mod tests {
     async fn shutting_down_tells_current_and_later_owners_to_leave() {
         let (connections, reg) = (Arc::default(), Registry::new());
         let (mut first, mut later) = (listed(&connections, 1), listed(&connections, 2));
-        reg.claim("/", "a", first.entry.clone()).await;
+        reg.claim("/", "a".into(), first.entry.clone()).await;
         reg.shut_down();
         assert_eq!(told(&mut first).await, CloseReason::ShuttingDown.text());
-        reg.claim("/", "b", later.entry.clone()).await;
+        reg.claim("/", "b".into(), later.entry.clone()).await;
         assert_eq!(told(&mut later).await, CloseReason::ShuttingDown.text());
     }
 }

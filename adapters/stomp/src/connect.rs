@@ -50,7 +50,7 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
         },
         user: user.name.clone(),
         vhost: vhost.name().to_string(),
-        client_id: frame.header("client-id").unwrap_or_default().to_string(),
+        client_id: frame.header("client-id").unwrap_or_default().into(),
         link: transport.link.clone(),
     };
     let permit = stomp.broker.admit_connection(&user, info, transport).map_err(|e| {
