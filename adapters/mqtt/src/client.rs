@@ -60,7 +60,8 @@ pub struct Client {
     pub permit: Option<junction_core::connections::ConnectionPermit>,
     /// The client's Topic Alias Maximum: how many aliases this server may assign (MQTT 5).
     pub outbound_alias_max: u16,
-    pub max_packet_size: Option<u32>,
+    /// The client's Maximum Packet Size (MQTT 5; never 0).
+    pub max_packet_size: Option<std::num::NonZeroU32>,
     pub prefetch: u32,
     pub out: BytesMut,
 }

@@ -248,7 +248,7 @@ where
     let mut client = Client::new(mqtt.clone(), id, c.level, vhost, access, state, persistent, queue);
     client.permit = Some(permit);
     client.prefetch = u32::from(c.receive_max.min(mqtt.config.max_inflight).max(1));
-    client.max_packet_size = c.max_packet_size;
+    client.max_packet_size = c.max_packet_size.and_then(std::num::NonZeroU32::new);
     client.topic_alias_max = if c.level == Level::V5 { 16 } else { 0 };
     client.outbound_alias_max = c.topic_alias_max;
     if let Some(receipt) = client.save_session() {

@@ -176,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let (Some(code), Level::V5) = (close.reason, self.client.level) {
             let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
             // The Reason String only if the client's Maximum Packet Size leaves room.
-            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max as usize);
+            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max.get() as usize);
             self.send(Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
         }
         close.end
@@ -602,7 +602,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         p.retain = wanted.retain_as_published && mapping::published_retained(&d.message);
         let ids = wanted.ids;
         p.props.subscription_ids = ids;
-        let too_large = self.client.max_packet_size.is_some_and(|max| (p.payload.len() + p.topic.len() + 16) as u64 > u64::from(max));
+        let too_large = self.client.max_packet_size.is_some_and(|max| (p.payload.len() + p.topic.len() + 16) as u64 > u64::from(max.get()));
         if too_large || qos == 0 {
             // Too large for this client (dropped, as MQTT 5 says) or nothing to wait for.
             d.queue.ack(&[d.seq]);

@@ -14,10 +14,16 @@ use tokio::sync::Notify;
 /// How long a takeover waits for the connection it replaces to finish its cleanup.
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
+/// The connection's listing, through which it is told to leave; its id (unique in the
+/// broker) tells one owner of a client id from the next.
 struct Owner {
-    /// The connection's listing, through which it is told to leave.
     connection: Arc<ConnectionEntry>,
-    generation: u64,
+}
+
+impl Owner {
+    fn generation(&self) -> u64 {
+        self.connection.id
+    }
 }
 
 #[derive(Default)]
@@ -34,7 +40,6 @@ pub struct Registry {
     /// Woken whenever a replaced owner releases. One for the whole registry, not a channel per
     /// connection: takeovers are rare, and every idle connection would pay for its channel.
     released: Notify,
-    generations: std::sync::atomic::AtomicU64,
     /// Set by `shut_down`: a connection claiming an id from then on is told to leave at once.
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -48,8 +53,8 @@ impl Registry {
     /// owner is told to leave and awaited (bounded). Returns whether someone was taken over, and
     /// the generation to `release` with.
     pub async fn claim(&self, vhost: &str, client_id: Arc<str>, connection: Arc<ConnectionEntry>) -> (bool, u64) {
-        let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let owner = Owner { connection, generation };
+        let owner = Owner { connection };
+        let generation = owner.generation();
         let previous = {
             let mut owners = self.owners.lock();
             // Read under the lock `shut_down` takes: a claim is either told here or there.
@@ -58,15 +63,15 @@ impl Registry {
             }
             let previous = owners.by_vhost.entry(vhost.to_string()).or_default().insert(client_id, owner);
             if let Some(old) = &previous {
-                owners.replaced.insert(old.generation);
+                owners.replaced.insert(old.generation());
             }
             previous
         };
         let took_over = previous.is_some();
         if let Some(old) = previous {
             old.connection.ask_to_close(CloseReason::TakenOver);
-            let _ = tokio::time::timeout(RELEASE_WAIT, self.wait_for_release(old.generation)).await;
-            self.owners.lock().replaced.remove(&old.generation);
+            let _ = tokio::time::timeout(RELEASE_WAIT, self.wait_for_release(old.generation())).await;
+            self.owners.lock().replaced.remove(&old.generation());
         }
         (took_over, generation)
     }
@@ -92,7 +97,7 @@ impl Registry {
             self.released.notify_waiters();
         }
         let Some(of_vhost) = owners.by_vhost.get_mut(vhost) else { return };
-        if of_vhost.get(client_id).is_some_and(|o| o.generation == generation) {
+        if of_vhost.get(client_id).is_some_and(|o| o.generation() == generation) {
             of_vhost.remove(client_id);
             if of_vhost.is_empty() {
                 owners.by_vhost.remove(vhost);
