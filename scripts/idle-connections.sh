@@ -77,7 +77,8 @@ EOF
     echo
     echo "Measured by \`scripts/idle-connections.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): idle MQTT 3.1.1 connections"
     echo "(CONNECT with keep-alive 600 s, CONNACK, then nothing) from $SOURCES source addresses, and the growth"
-    echo "of the broker's resident memory (VmRSS) divided by their number. Junction runs with its defaults,"
+    echo "of the broker's resident memory (VmRSS) divided by their number. Junction ($(junction_binary_description))"
+    echo "runs with its defaults,"
     echo "Mosquitto $(dpkg-query -W -f '${Version}' mosquitto) with \`persistence false\`."
     echo
     machine_markdown
