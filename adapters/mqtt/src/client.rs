@@ -135,6 +135,16 @@ pub struct Deliveries {
     pub credit: Arc<ChannelCredit>,
 }
 
+impl Drop for Client {
+    /// Lets go of the client id however the connection ends (its task dropped or panicking
+    /// mid-way included): a takeover waiting for it goes on at once.
+    fn drop(&mut self) {
+        if let Some(permit) = &self.permit {
+            self.mqtt.registry.release(self.vhost.name(), &self.id, permit.registration.entry.id);
+        }
+    }
+}
+
 /// Server-to-client topic aliases: the first `max` distinct topics sent on a connection get
 /// aliases 1..=max, and later publishes on them travel with an empty topic name. Topics beyond
 /// that go in full (no replacement: remapping would cost a full topic anyway).

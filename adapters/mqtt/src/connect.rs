@@ -37,14 +37,13 @@ where
 {
     let opening = Box::pin(open(mqtt, stream, link));
     async move {
-        let Some((mut conn, generation)) = opening.await else { return };
+        let Some(mut conn) = opening.await else { return };
         let end = conn.run().await;
-        Box::pin(close(conn, end, generation)).await;
+        Box::pin(close(conn, end)).await;
     }
 }
 
-/// The connection, and the generation of its ownership of the client id.
-type Opened<S> = (Box<crate::handlers::Conn<Counted<S>>>, u64);
+type Opened<S> = Box<crate::handlers::Conn<Counted<S>>>;
 
 /// Reads and answers CONNECT; the connection ready for its loop, or None once refused.
 async fn open<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> Option<Opened<S>>
@@ -72,7 +71,7 @@ where
         _ => return None,
     };
     let accepted = accept(&mqtt, &connect, &transport, &mut reader).await?;
-    let (mut client, generation, session_present) = accepted;
+    let (mut client, session_present) = accepted;
     mqtt.stats.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (keep_alive_secs, server_keep_alive) = negotiate_keep_alive(&connect, mqtt.config.max_keep_alive);
     let ack = ConnAck {
@@ -108,7 +107,7 @@ where
         read_first: false,
         alarm_cleared: None,
     };
-    Some((Box::new(conn), generation))
+    Some(Box::new(conn))
 }
 
 /// The first read buffer's size (see `open`).
@@ -116,7 +115,7 @@ const CONNECT_BUFFER: usize = 256;
 
 /// Ends the connection: flushes, runs the teardown, lets a client taking the session over go
 /// on, and reads what the client still sends before the socket closes.
-async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End, generation: u64)
+async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -124,7 +123,7 @@ where
     let mut stream = reader.into_inner();
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
-    teardown(client, end, generation).await;
+    teardown(client, end).await;
     junction_core::net::drain_until_closed(stream).await;
 }
 
@@ -139,8 +138,8 @@ fn negotiate_keep_alive(c: &Connect, max: u16) -> (u16, Option<u16>) {
     }
 }
 
-/// The client, the generation of its ownership of its id, and whether its session was resumed.
-type Accepted = (Client, u64, bool);
+/// The client (which owns its id until dropped), and whether its session was resumed.
+type Accepted = (Client, bool);
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
@@ -254,7 +253,7 @@ where
     if let Some(receipt) = client.save_session() {
         let _ = receipt.await;
     }
-    Some((client, generation, session_present))
+    Some((client, session_present))
 }
 
 fn generated_id() -> String {
@@ -335,11 +334,7 @@ pub fn consume_from(
 
 /// Publishes the will (unless the client disconnected cleanly), hands unacked messages back,
 /// and keeps or removes the session.
-async fn teardown(
-    mut client: Client,
-    end: End,
-    generation: u64,
-) {
+async fn teardown(mut client: Client, end: End) {
     let activity = client.activity.take().unwrap_or_default();
     let Activity { consumers, deliveries, outstanding, .. } = *activity;
     for (_, (queue, consumer, _)) in consumers {
@@ -369,7 +364,7 @@ async fn teardown(
     } else {
         remove_session(&mqtt, &vhost, &client.id);
     }
-    mqtt.registry.release(vhost.name(), &client.id, generation);
+    // Dropping the client now lets go of its id (`Client`'s `Drop`).
 }
 
 /// Deletes a session: its queue (bindings go with it) and its record.

@@ -107,7 +107,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // A resource alarm stops reading from publishers (TCP back-pressure); their
             // keep-alive does not run meanwhile, as they cannot be heard.
             if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
-                self.alarm_cleared = None;
+                if self.alarm_cleared.take().is_some() {
+                    // Unblocked: the keep-alive starts again from now.
+                    self.last_read = Instant::now();
+                }
             } else if self.alarm_cleared.is_none() {
                 self.alarm_cleared = Some(self.alarm_cleared());
             }
@@ -175,16 +178,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn say_goodbye(&mut self, close: Close) -> End {
         if let (Some(code), Level::V5) = (close.reason, self.client.level) {
             let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
-            // The Reason String only if the client's Maximum Packet Size leaves room.
-            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 8 <= max.get() as usize);
+            // The Reason String only if the client's Maximum Packet Size leaves room (the rest
+            // of the packet takes at most 12 bytes).
+            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 12 <= max.get() as usize);
             self.send(Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
         }
         close.end
     }
 
-    /// Polls what the connection waits on, in turn: being told to leave, then the socket and
-    /// the consumer events (which of the two first alternates, so neither starves the other),
-    /// then store writes, the timer and the alarm. The socket is not read while the alarm
+    /// Polls what the connection waits on, in turn: being told to leave, store writes, the
+    /// timer, then the socket and the consumer events (which of the two first alternates, so
+    /// neither starves the other), and the alarm. The socket is not read while the alarm
     /// blocks publishers.
     fn poll_wake(
         &mut self,
@@ -201,6 +205,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Poll::Ready(Wake::Leave(close));
             }
         }
+        // Acknowledgements and the timer before the socket and the events: a steady flow of
+        // deliveries (ready again after every write batch) must not hold up a PUBACK or the
+        // keep-alive.
+        if let Some(activity) = &mut self.client.activity {
+            if let Poll::Ready(stored) = poll_first_stored(&mut activity.pending_acks, cx) {
+                return Poll::Ready(Wake::Stored(stored));
+            }
+        }
+        if timer.is_some_and(|timer| timer.poll(cx).is_ready()) {
+            return Poll::Ready(Wake::Timer);
+        }
         self.read_first = !self.read_first;
         let blocked = self.alarm_cleared.is_some();
         for read in [self.read_first, !self.read_first] {
@@ -216,14 +231,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return Poll::Ready(Wake::Event(event));
                 }
             }
-        }
-        if let Some(activity) = &mut self.client.activity {
-            if let Poll::Ready(stored) = poll_first_stored(&mut activity.pending_acks, cx) {
-                return Poll::Ready(Wake::Stored(stored));
-            }
-        }
-        if timer.is_some_and(|timer| timer.poll(cx).is_ready()) {
-            return Poll::Ready(Wake::Timer);
         }
         if let Some(cleared) = &mut self.alarm_cleared {
             if cleared.poll_unpin(cx).is_ready() {
