@@ -43,7 +43,7 @@ where
     }
 }
 
-type Opened<S> = Box<crate::handlers::Conn<Counted<S>>>;
+type Opened<S> = Box<crate::conn::Conn<Counted<S>>>;
 
 /// Reads and answers CONNECT; the connection ready for its loop, or None once refused.
 async fn open<S>(mqtt: Arc<Mqtt>, stream: S, link: Link) -> Option<Opened<S>>
@@ -97,7 +97,7 @@ where
     start_feeds(&mut client, reader.decoder_mut());
     let keep_alive_ms = u32::from(keep_alive_secs) * 1500;
     let now = Instant::now();
-    let conn = crate::handlers::Conn {
+    let conn = crate::conn::Conn {
         reader,
         client,
         keep_alive_ms,
@@ -115,11 +115,11 @@ const CONNECT_BUFFER: usize = 256;
 
 /// Ends the connection: flushes, runs the teardown, lets a client taking the session over go
 /// on, and reads what the client still sends before the socket closes.
-async fn close<S>(conn: Box<crate::handlers::Conn<S>>, end: End)
+async fn close<S>(conn: Box<crate::conn::Conn<S>>, end: End)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let crate::handlers::Conn { reader, client, .. } = *conn;
+    let crate::conn::Conn { reader, client, .. } = *conn;
     let mut stream = reader.into_inner();
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;

@@ -1,7 +1,7 @@
-//! The connection loop and what each packet and each core delivery does.
+//! What each packet and each core delivery does to a connection (`conn::Conn`).
 
 use crate::client::{Client, Feed, Outgoing, SESSION_COOKIE};
-use crate::codec::Framing;
+use crate::conn::{poll_first_stored, protocol_error, Close, Conn, READ_BATCH};
 use crate::connect::{consume, consume_from, End};
 use junction_core::queue::StreamStart;
 use crate::mapping;
@@ -17,276 +17,12 @@ use junction_core::retained::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use junction_core::registry::CloseReason;
-use std::future::Future;
-use std::task::Poll;
-use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
-
-pub struct Conn<S> {
-    /// Reads the client's packets; its stream is also where replies are written.
-    pub reader: FramedRead<S, Framing>,
-    pub client: Client,
-    /// 1.5 x the client's keep-alive in milliseconds; 0 when it asked for none. (Not an
-    /// `Option<Duration>`: 4 bytes instead of 16 in every connection.)
-    pub keep_alive_ms: u32,
-    pub last_read: Instant,
-    /// When the connection last read, delivered or wrote anything (see `IDLE_AFTER`).
-    pub last_active: Instant,
-    /// The buffers were given back since `last_active` (so the release timer is off).
-    pub buffers_released: bool,
-    /// Only while the resource alarm blocks this client (a publisher): resolves when it clears.
-    pub alarm_cleared: Option<futures::future::BoxFuture<'static, ()>>,
-    /// Whether `poll_wake` polled the socket before the consumer events last time.
-    pub read_first: bool,
-}
-
-/// A connection with no traffic for this long gives its read and write buffers back (an idle
-/// connection then holds no buffer at all: 100,000 idle MQTT clients must cost little memory).
-const IDLE_AFTER: Duration = Duration::from_secs(1);
-/// A connection that starts reading again after being idle gets a buffer this large at once
-/// (tokio-util's own starting size), not one that grows from a few bytes read by read.
-const READ_BUFFER: usize = 8 * 1024;
-
-/// Takes the first pending acknowledgement once its store write finished: (packet id, QoS,
-/// reason code). Pending while there is none. Only the first is polled: acknowledgements leave
-/// in publish order anyway.
-fn poll_first_stored(acks: &mut std::collections::VecDeque<crate::client::PendingAck>, cx: &mut std::task::Context<'_>) -> Poll<(u16, u8, u8)> {
-    let Some(ack) = acks.front_mut() else { return Poll::Pending };
-    let stored = std::task::ready!(ack.poll_unpin(cx));
-    acks.pop_front();
-    Poll::Ready(stored)
-}
-
-/// Why handling a packet ended the connection.
-struct Close {
-    end: End,
-    /// MQTT 5 DISCONNECT reason to send first (3.1.x just closes).
-    reason: Option<u8>,
-    /// Its Reason String, when not the code's usual text (an operator's reason).
-    text: Option<String>,
-}
-
-/// Packets handled per wake-up beyond the first, before replies are written.
-const READ_BATCH: usize = 64;
-
-fn protocol_error(code: u8) -> Close {
-    Close { end: End::Abnormal, reason: Some(code), text: None }
-}
-
-/// What woke a waiting connection up.
-enum Wake {
-    /// Boxed: the connection's task keeps room for its largest `Wake` for good.
-    Read(Box<Option<Result<Inbound, crate::codec::DecodeError>>>),
-    Event(ConsumerEvent),
-    /// The first pending acknowledgement's store write finished: (packet id, QoS, reason).
-    Stored((u16, u8, u8)),
-    /// The keep-alive ran out, or the connection has been idle long enough to give its
-    /// buffers back.
-    Timer,
-    /// Taken over, broker shutting down, operator request (see `registry`).
-    Leave(Close),
-    AlarmCleared,
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// The connection's loop. It waits in `poll_wake` on everything that can wake it (no
-    /// `select!`, whose branch futures would all live in the task), and every await that is not
-    /// that wait is boxed (reading a batch, writing): this future lives as long as the
-    /// connection, and its size is that of its largest await point (see `connect::run`).
-    pub async fn run(&mut self) -> End {
-        // The one timer: the keep-alive deadline or the moment to give buffers back.
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
-        loop {
-            if !self.client.out.is_empty() {
-                if Box::pin(self.write_out()).await.is_err() {
-                    return End::Abnormal;
-                }
-            }
-            // A resource alarm stops reading from publishers (TCP back-pressure); their
-            // keep-alive does not run meanwhile, as they cannot be heard.
-            if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
-                if self.alarm_cleared.take().is_some() {
-                    // Unblocked: the keep-alive starts again from now.
-                    self.last_read = Instant::now();
-                }
-            } else if self.alarm_cleared.is_none() {
-                self.alarm_cleared = Some(self.alarm_cleared());
-            }
-            let blocked = self.alarm_cleared.is_some();
-            let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
-            let deadline = self.keep_alive_deadline(blocked).into_iter().chain(release_at).min();
-            if let Some(deadline) = deadline.filter(|d| *d != timer.deadline()) {
-                timer.as_mut().reset(deadline);
-            }
-            let mut timer = deadline.map(|_| timer.as_mut());
-            let wake = std::future::poll_fn(|cx| self.poll_wake(cx, timer.as_mut().map(|t| t.as_mut()))).await;
-            let close = match wake {
-                Wake::Read(packet) => {
-                    self.last_read = Instant::now();
-                    self.active(self.last_read);
-                    self.reserve_read_buffer();
-                    Box::pin(self.on_read_batch(*packet)).await
-                }
-                Wake::Event(event) => {
-                    self.active(Instant::now());
-                    self.on_event(event);
-                    while self.client.out.len() < junction_core::net::WRITE_BATCH_BYTES {
-                        let Some(event) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()?.rx.try_recv()) else { break };
-                        self.on_event(event);
-                    }
-                    None
-                }
-                Wake::Stored((packet_id, qos, code)) => {
-                    self.on_stored(packet_id, qos, code);
-                    self.send_ready_acks();
-                    None
-                }
-                Wake::Timer if self.keep_alive_deadline(self.alarm_cleared.is_some()).is_some_and(|d| d <= Instant::now()) => {
-                    tracing::debug!(client = %self.client.id, "MQTT keep-alive timeout");
-                    Some(protocol_error(reason::KEEP_ALIVE_TIMEOUT))
-                }
-                Wake::Timer => {
-                    self.release_buffers();
-                    None
-                }
-                Wake::Leave(close) => Some(close),
-                Wake::AlarmCleared => {
-                    self.alarm_cleared = None;
-                    // The keep-alive starts again from now.
-                    self.last_read = Instant::now();
-                    None
-                }
-            };
-            if let Some(close) = close {
-                let end = self.say_goodbye(close);
-                let _ = Box::pin(self.write_out()).await;
-                return end;
-            }
-        }
-    }
-
-    /// When the keep-alive runs out (none while the alarm blocks the client: it is not read).
-    fn keep_alive_deadline(&self, blocked: bool) -> Option<Instant> {
-        let keep_alive = Duration::from_millis(u64::from(self.keep_alive_ms));
-        (self.keep_alive_ms > 0 && !blocked).then(|| self.last_read + keep_alive)
-    }
-
-    /// Queues the DISCONNECT an MQTT 5 client gets when the server closes (3.1.x clients just
-    /// see the socket close); how the connection ended.
-    fn say_goodbye(&mut self, close: Close) -> End {
-        if let (Some(code), Level::V5) = (close.reason, self.client.level) {
-            let text = close.text.unwrap_or_else(|| reason::describe(code).to_string());
-            // The Reason String only if the client's Maximum Packet Size leaves room (the rest
-            // of the packet takes at most 12 bytes).
-            let fits = self.client.max_packet_size.is_none_or(|max| text.len() + 12 <= max.get() as usize);
-            self.send(Outbound::Disconnect { reason: code, reason_string: fits.then_some(text) });
-        }
-        close.end
-    }
-
-    /// Polls what the connection waits on, in turn: being told to leave, store writes, the
-    /// timer, then the socket and the consumer events (which of the two first alternates, so
-    /// neither starves the other), and the alarm. The socket is not read while the alarm
-    /// blocks publishers.
-    fn poll_wake(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        timer: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
-    ) -> Poll<Wake> {
-        if let Some(permit) = &self.client.permit {
-            if let Poll::Ready(why) = permit.registration.poll_close_requested(cx) {
-                let close = match why {
-                    CloseReason::TakenOver => protocol_error(reason::SESSION_TAKEN_OVER),
-                    CloseReason::ShuttingDown => protocol_error(reason::SERVER_SHUTTING_DOWN),
-                    CloseReason::Requested(text) => Close { text: Some(text.into()), ..protocol_error(reason::ADMINISTRATIVE_ACTION) },
-                };
-                return Poll::Ready(Wake::Leave(close));
-            }
-        }
-        // Acknowledgements and the timer before the socket and the events: a steady flow of
-        // deliveries (ready again after every write batch) must not hold up a PUBACK or the
-        // keep-alive.
-        if let Some(activity) = &mut self.client.activity {
-            if let Poll::Ready(stored) = poll_first_stored(&mut activity.pending_acks, cx) {
-                return Poll::Ready(Wake::Stored(stored));
-            }
-        }
-        if timer.is_some_and(|timer| timer.poll(cx).is_ready()) {
-            return Poll::Ready(Wake::Timer);
-        }
-        self.read_first = !self.read_first;
-        let blocked = self.alarm_cleared.is_some();
-        for read in [self.read_first, !self.read_first] {
-            if read && !blocked {
-                if let Poll::Ready(packet) = self.reader.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Read(Box::new(packet)));
-                }
-            } else if !read {
-                // No channel before the first consumer; None only once every sender is gone,
-                // and the client holds one.
-                let events = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()).map(|d| &mut d.rx);
-                if let Some(Poll::Ready(Some(event))) = events.map(|rx| rx.poll_recv(cx)) {
-                    return Poll::Ready(Wake::Event(event));
-                }
-            }
-        }
-        if let Some(cleared) = &mut self.alarm_cleared {
-            if cleared.poll_unpin(cx).is_ready() {
-                return Poll::Ready(Wake::AlarmCleared);
-            }
-        }
-        Poll::Pending
-    }
-
-    /// Resolves once the resource alarm no longer blocks publishers.
-    fn alarm_cleared(&self) -> futures::future::BoxFuture<'static, ()> {
-        let mut alarm = self.client.mqtt.broker.resources().alarm();
-        Box::pin(async move {
-            let _ = alarm.wait_for(|raised| !*raised).await;
-        })
-    }
-
-    /// Writes the output buffer out and empties it.
-    async fn write_out(&mut self) -> std::io::Result<()> {
-        junction_core::net::write_all(self.reader.get_mut(), &self.client.out).await?;
-        self.client.out.clear();
-        Ok(())
-    }
-
-    fn active(&mut self, now: Instant) {
-        self.last_active = now;
-        self.buffers_released = false;
-    }
-
-    /// Idle: frees the write buffer (empty here) and the read buffer unless it holds the start
-    /// of a packet; once per idle period (tokio-util gives the read buffer a few bytes back at
-    /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
-    fn release_buffers(&mut self) {
-        self.client.out = bytes::BytesMut::new();
-        if let Some(deliveries) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()) {
-            deliveries.rx.shrink();
-        }
-        self.client.release_idle_activity();
-        if self.reader.read_buffer().is_empty() {
-            *self.reader.read_buffer_mut() = bytes::BytesMut::new();
-        }
-        self.buffers_released = true;
-    }
-
-    /// After a first read into a released (tiny) buffer, makes room for full-size reads again.
-    fn reserve_read_buffer(&mut self) {
-        let buffer = self.reader.read_buffer_mut();
-        if buffer.capacity() < READ_BUFFER {
-            buffer.reserve(READ_BUFFER - buffer.len());
-        }
-    }
-
     /// Handles the packet just read and up to `READ_BATCH` more that are already available,
     /// then the acknowledgements that are ready: a burst of publishes is answered with one
     /// write instead of one per PUBACK.
-    async fn on_read_batch(&mut self, first: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
+    pub(crate) async fn on_read_batch(&mut self, first: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
         let mut close = self.on_read(first).await;
         for _ in 0..READ_BATCH {
             if close.is_some() {
@@ -315,7 +51,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// PUBACK / PUBREC for every publish whose storage already finished (in order).
-    fn send_ready_acks(&mut self) {
+    pub(crate) fn send_ready_acks(&mut self) {
         loop {
             let Some(activity) = &mut self.client.activity else { break };
             let acks = &mut activity.pending_acks;
@@ -324,7 +60,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn send(&mut self, packet: Outbound) {
+    pub(crate) fn send(&mut self, packet: Outbound) {
         let framing = self.reader.decoder_mut();
         self.client.send(framing, packet);
     }
@@ -453,7 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// A publish's store write finished: acknowledge it to the client.
-    fn on_stored(&mut self, packet_id: u16, qos: u8, code: u8) {
+    pub(crate) fn on_stored(&mut self, packet_id: u16, qos: u8, code: u8) {
         match qos {
             1 => {
                 self.client.active().inbound_qos1 -= 1;
@@ -575,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn on_event(&mut self, event: ConsumerEvent) {
+    pub(crate) fn on_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(d) => {
                 // Events come only from consumers, which made `deliveries`.

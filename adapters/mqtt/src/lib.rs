@@ -6,6 +6,7 @@
 mod authz;
 mod client;
 pub mod codec;
+mod conn;
 mod connect;
 mod handlers;
 pub mod mapping;
