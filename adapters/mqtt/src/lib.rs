@@ -1,7 +1,7 @@
 //! Junction's MQTT adapter: MQTT 3.1, 3.1.1 and 5.0 on the shared core. Framing and packet
 //! conversion in `codec`/`packet`, sessions in `session`, client-id ownership in `registry`,
-//! the per-connection state machine in `connect` (CONNECT), `client` (state) and `handlers`
-//! (packets and deliveries).
+//! the per-connection state machine in `connect` (CONNECT), `conn` (the waiting loop), `client`
+//! (state) and `handlers` (packets and deliveries).
 
 mod authz;
 mod client;
