@@ -99,9 +99,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // A resource alarm stops reading from publishers (TCP back-pressure); their
             // keep-alive does not run meanwhile, as they cannot be heard.
             if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
-                if self.alarm_cleared.take().is_some() {
-                    // Unblocked: the keep-alive starts again from now.
-                    self.last_read = Instant::now();
+                if self.alarm_cleared.is_some() {
+                    self.unblock();
                 }
             } else if self.alarm_cleared.is_none() {
                 self.alarm_cleared = Some(self.alarm_cleared());
@@ -145,9 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Wake::Leave(close) => Some(close),
                 Wake::AlarmCleared => {
-                    self.alarm_cleared = None;
-                    // The keep-alive starts again from now.
-                    self.last_read = Instant::now();
+                    self.unblock();
                     None
                 }
             };
@@ -157,6 +154,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return end;
             }
         }
+    }
+
+    /// The alarm no longer blocks this client (however that was noticed): it is read again,
+    /// and its keep-alive starts from now.
+    fn unblock(&mut self) {
+        self.alarm_cleared = None;
+        self.last_read = Instant::now();
     }
 
     /// When the keep-alive runs out (none while the alarm blocks the client: it is not read).
