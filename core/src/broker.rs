@@ -197,7 +197,7 @@ impl Broker {
             return Err(CoreError::precondition(format!("the default vhost '{name}' cannot be deleted")));
         }
         let Some(vhost) = self.vhosts.write().remove(name) else { return Ok(false) };
-        for connection in self.registry.list().iter().filter(|c| c.info.vhost == name) {
+        for connection in self.registry.list().iter().filter(|c| *c.info.vhost == *name) {
             connection.request_close(&format!("vhost '{name}' is deleted"));
         }
         vhost.delete_everything();
@@ -251,14 +251,13 @@ impl Broker {
         })
     }
 
-    /// Admits a connection of a logged-in user under the connection limits and lists it for
-    /// operators (`traffic` is what its `registry::Counted` stream counts).
-    pub fn admit_connection(&self, user: &User, info: ConnectionInfo, transport: &Transport) -> CoreResult<ConnectionPermit> {
+    /// Admits a connection under the connection limits of the user it is listed under, and
+    /// lists it for operators (`traffic` is what its `registry::Counted` stream counts). The
+    /// permit uncounts that same listed user.
+    pub fn admit_connection(&self, info: ConnectionInfo, transport: &Transport) -> CoreResult<ConnectionPermit> {
         let id = self.next_connection_id();
-        // Listed under the user it counts against: the permit uncounts the listed one.
-        let info = ConnectionInfo { user: user.name.clone(), ..info };
-        let name = info.user.clone();
-        self.connections.admit(&name, || self.registry.register(id, info, transport.traffic.clone()))
+        let user = info.user.clone();
+        self.connections.admit(&user, || self.registry.register(id, info, transport.traffic.clone()))
     }
 
     /// The open connections, for operators.

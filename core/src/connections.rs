@@ -48,7 +48,7 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut counts = self.connections.counts.lock();
         counts.total -= 1;
-        let user = &self.registration.entry.info.user;
+        let user: &str = &self.registration.entry.info.user;
         if let Some(n) = counts.per_user.get_mut(user) {
             *n -= 1;
             if *n == 0 {

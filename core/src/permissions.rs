@@ -154,20 +154,27 @@ pub struct Access(Arc<Grant>);
 
 #[derive(Debug)]
 struct Grant {
-    user: String,
-    vhost: String,
+    /// Shared with the listings of the connections holding this grant (see
+    /// `ConnectionInfo::new`): a name per connection would be an allocation each.
+    user: Arc<str>,
+    vhost: Arc<str>,
     permissions: Arc<VhostPermissions>,
     topics: Vec<Arc<TopicPermissions>>,
 }
 
 impl Access {
     pub fn new(user: &str, vhost: &str, permissions: Arc<VhostPermissions>, topics: Vec<Arc<TopicPermissions>>) -> Access {
-        Access(Arc::new(Grant { user: user.to_string(), vhost: vhost.to_string(), permissions, topics }))
+        Access(Arc::new(Grant { user: user.into(), vhost: vhost.into(), permissions, topics }))
     }
 
     /// The user these rights are of.
     pub fn user(&self) -> &str {
         &self.0.user
+    }
+
+    /// The user and vhost these rights are of, shared.
+    pub(crate) fn names(&self) -> (Arc<str>, Arc<str>) {
+        (self.0.user.clone(), self.0.vhost.clone())
     }
 
     /// Refused with RabbitMQ's text, e.g. "access to queue 'q' in vhost '/' refused for user 'u'".

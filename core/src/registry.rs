@@ -5,6 +5,7 @@
 //! adapter puts on before anything is read, so bytes are counted in one place. Message counts are
 //! bumped by the adapters where a message is taken in or handed out.
 
+use crate::permissions::Access;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,11 @@ pub struct Traffic {
     pub messages_in: AtomicU64,
     /// Messages handed to the client.
     pub messages_out: AtomicU64,
+    /// The low 32 bits of both byte counters when `bytes_since_sampled` last read them,
+    /// received in the high half. (One word here instead of a map of both totals per
+    /// connection in the sampler: ~40 bytes less for each of 100,000 idle connections, and the
+    /// counters still fit the same allocation.)
+    sampled: AtomicU64,
 }
 
 impl Traffic {
@@ -81,6 +87,16 @@ impl Traffic {
         }
     }
 
+
+    /// Bytes (received, sent) since the previous call: for the management rates' sampler, its
+    /// one caller. Exact while a connection moves less than 4 GiB each way between two calls
+    /// (they are a second apart).
+    pub fn bytes_since_sampled(&self) -> (u64, u64) {
+        let (recv, sent) = (self.recv_bytes.load(Relaxed) as u32, self.sent_bytes.load(Relaxed) as u32);
+        let before = self.sampled.swap(u64::from(recv) << 32 | u64::from(sent), Relaxed);
+        let since = |now: u32, then: u64| u64::from(now.wrapping_sub(then as u32));
+        (since(recv, before >> 32), since(sent, before))
+    }
 
     /// (received bytes, sent bytes, messages in, messages out).
     pub fn snapshot(&self) -> TrafficSnapshot {
@@ -116,12 +132,21 @@ pub struct ConnectionInfo {
     pub protocol: Protocol,
     /// Shown to operators: "AMQP 0-9-1", "MQTT 5.0", "STOMP 1.2".
     pub protocol_version: &'static str,
-    pub user: String,
-    pub vhost: String,
+    pub user: Arc<str>,
+    pub vhost: Arc<str>,
     /// MQTT client id, AMQP `connection_name` client property, STOMP `client-id` header.
     /// Shared: an MQTT connection's state and its client-id registry hold the same one.
     pub client_id: Arc<str>,
     pub link: Link,
+}
+
+impl ConnectionInfo {
+    /// A connection of the user `access` is of, in its vhost (names shared with the grant, not
+    /// copied: a fleet of idle connections of one user costs no string per connection).
+    pub fn new(protocol: Protocol, protocol_version: &'static str, access: &Access, client_id: Arc<str>, link: Link) -> ConnectionInfo {
+        let (user, vhost) = access.names();
+        ConnectionInfo { protocol, protocol_version, user, vhost, client_id, link }
+    }
 }
 
 /// One open connection.
@@ -393,6 +418,20 @@ mod tests {
         let t = registry.totals(Protocol::Mqtt);
         assert_eq!((t.sent_bytes, t.recv_bytes, t.messages_in), (5, 3, 1));
         assert_eq!(registry.totals(Protocol::Amqp), TrafficSnapshot::default());
+    }
+
+    #[test]
+    fn bytes_since_sampled_counts_from_the_previous_call_across_32_bit_wraps() {
+        let traffic = Traffic::default();
+        traffic.recv_bytes.store(5, Relaxed);
+        traffic.sent_bytes.store(3, Relaxed);
+        assert_eq!(traffic.bytes_since_sampled(), (5, 3));
+        assert_eq!(traffic.bytes_since_sampled(), (0, 0));
+        traffic.recv_bytes.store(u64::from(u32::MAX) - 1, Relaxed);
+        assert_eq!(traffic.bytes_since_sampled(), (u64::from(u32::MAX) - 6, 0));
+        traffic.recv_bytes.store(u64::from(u32::MAX) + 10, Relaxed);
+        traffic.sent_bytes.store(3 + (1 << 31), Relaxed);
+        assert_eq!(traffic.bytes_since_sampled(), (11, 1 << 31));
     }
 
     #[tokio::test]

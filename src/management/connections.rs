@@ -15,8 +15,8 @@ fn connection_json(api: &Api, c: &ConnectionEntry) -> Json {
         "name": c.name(),
         "protocol": info.protocol_version,
         "type": info.protocol.key(),
-        "user": info.user,
-        "vhost": info.vhost,
+        "user": &*info.user,
+        "vhost": &*info.vhost,
         "client_id": &*info.client_id,
         "peer_host": info.link.peer.ip().to_string(),
         "peer_port": info.link.peer.port(),
@@ -63,8 +63,8 @@ pub async fn channels(_: Authed, State(api): State<Arc<Api>>) -> ApiResult {
                 "name": format!("{} ({number})", c.name()),
                 "number": number,
                 "connection_details": { "name": c.name(), "peer_host": c.info.link.peer.ip().to_string(), "peer_port": c.info.link.peer.port() },
-                "user": c.info.user,
-                "vhost": c.info.vhost,
+                "user": &*c.info.user,
+                "vhost": &*c.info.vhost,
             }));
         }
     }

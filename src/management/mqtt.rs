@@ -18,14 +18,14 @@ pub async fn sessions(_: Authed, State(api): State<Arc<Api>>) -> ApiResult {
         clients.insert((vhost.clone(), id.clone()), json!({ "client_id": id, "vhost": vhost, "connected": false, "persistent": true, "subscriptions": subscriptions }));
     }
     for c in api.broker.registry().list().iter().filter(|c| c.info.protocol == Protocol::Mqtt) {
-        let key = (c.info.vhost.clone(), c.info.client_id.to_string());
+        let key = (c.info.vhost.to_string(), c.info.client_id.to_string());
         let entry = clients.entry(key).or_insert_with(|| {
-            json!({ "client_id": &*c.info.client_id, "vhost": c.info.vhost, "persistent": false, "subscriptions": [] })
+            json!({ "client_id": &*c.info.client_id, "vhost": &*c.info.vhost, "persistent": false, "subscriptions": [] })
         });
         entry["connected"] = json!(true);
         entry["connection"] = json!(c.name());
         entry["protocol"] = json!(c.info.protocol_version);
-        entry["user"] = json!(c.info.user);
+        entry["user"] = json!(&*c.info.user);
     }
     for ((vhost, id), entry) in clients.iter_mut() {
         let queued = api.broker.vhost(vhost).and_then(|v| v.queue(&session::queue_name(id))).map(|q| q.counts().ready);

@@ -30,13 +30,11 @@ struct Sample {
 
 pub struct Rates {
     samples: Mutex<VecDeque<Sample>>,
-    /// Each open connection's (received, sent) byte counters at the last sample.
-    connection_totals: Mutex<HashMap<u64, (u64, u64)>>,
 }
 
 impl Rates {
     pub fn start(broker: Arc<Broker>) -> Arc<Rates> {
-        let rates = Arc::new(Rates { samples: Mutex::new(VecDeque::new()), connection_totals: Mutex::default() });
+        let rates = Arc::new(Rates { samples: Mutex::new(VecDeque::new()) });
         rates.sample(&broker);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sample_forever(Arc::downgrade(&rates), Arc::downgrade(&broker)));
@@ -59,30 +57,12 @@ impl Rates {
                 }
             }
         }
-        s.connections = self.connection_traffic(broker);
+        s.connections = connection_traffic(broker);
         let mut samples = self.samples.lock();
         samples.push_back(s);
         while samples.len() > WINDOW + 1 {
             samples.pop_front();
         }
-    }
-
-    /// Each connection's traffic since the previous sample (see `Sample::connections`).
-    fn connection_traffic(&self, broker: &Broker) -> HashMap<u64, (u64, u64)> {
-        let mut previous = self.connection_totals.lock();
-        let mut totals = HashMap::with_capacity(previous.len());
-        let mut traffic = HashMap::new();
-        for e in broker.registry().list() {
-            let t = e.traffic.snapshot();
-            let now = (t.recv_bytes, t.sent_bytes);
-            let before = previous.get(&e.id).copied().unwrap_or_default();
-            if now != before {
-                traffic.insert(e.id, (now.0.saturating_sub(before.0), now.1.saturating_sub(before.1)));
-            }
-            totals.insert(e.id, now);
-        }
-        *previous = totals;
-        traffic
     }
 
     /// Per second change of `read(sample)` between the oldest and newest sample that have it.
@@ -114,6 +94,12 @@ impl Rates {
     }
 }
 
+/// Each connection's traffic since the previous sample (see `Sample::connections`).
+fn connection_traffic(broker: &Broker) -> HashMap<u64, (u64, u64)> {
+    let sampled = broker.registry().list().into_iter().map(|e| (e.id, e.traffic.bytes_since_sampled()));
+    sampled.filter(|(_, bytes)| *bytes != (0, 0)).collect()
+}
+
 /// Seconds between the oldest and the newest sample, if that is more than none.
 fn window_secs(samples: &VecDeque<Sample>) -> Option<f64> {
     let (t0, t1) = (samples.front()?.at?, samples.back()?.at?);
@@ -140,7 +126,7 @@ mod tests {
     #[test]
     fn a_connection_rate_is_its_traffic_within_the_window_per_second() {
         let t0 = Instant::now();
-        let rates = Rates { samples: Mutex::default(), connection_totals: Mutex::default() };
+        let rates = Rates { samples: Mutex::default() };
         rates.samples.lock().extend([
             // Traffic recorded by the first sample happened before the window: not counted.
             sample(t0, &[(1, (1000, 1000))]),

@@ -155,15 +155,8 @@ where
         tracing::warn!(user = %user.name, vhost = %vhost.name(), "AMQP vhost access refused");
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
     })?;
-    let info = ConnectionInfo {
-        protocol: Protocol::Amqp,
-        protocol_version: "AMQP 0-9-1",
-        user: user.name.clone(),
-        vhost: vhost.name().to_string(),
-        client_id: client_id.into(),
-        link: transport.link.clone(),
-    };
-    let permit = broker.admit_connection(&user, info, transport).map_err(|e| {
+    let info = ConnectionInfo::new(Protocol::Amqp, "AMQP 0-9-1", &access, client_id.into(), transport.link.clone());
+    let permit = broker.admit_connection(info, transport).map_err(|e| {
         tracing::warn!(user = %user.name, reason = %e.message, "AMQP connection refused");
         Refusal::Close(AmqpError { class_id: 10, method_id: 40, ..AmqpError::connection(NOT_ALLOWED, e.message) })
     })?;

@@ -2,9 +2,9 @@
 //! giving buffers back when it idles. What each packet and delivery does is in `handlers`.
 
 use crate::client::Client;
-use crate::codec::Framing;
 use crate::connect::End;
 use crate::packet::{reason, Inbound, Level, Outbound};
+use crate::reader::{PacketReader, READ_BUFFER};
 use futures::{FutureExt, StreamExt};
 use junction_core::registry::CloseReason;
 use junction_core::ConsumerEvent;
@@ -13,11 +13,10 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 
 pub struct Conn<S> {
     /// Reads the client's packets; its stream is also where replies are written.
-    pub reader: FramedRead<S, Framing>,
+    pub reader: PacketReader<S>,
     pub client: Client,
     /// 1.5 x the client's keep-alive in milliseconds; 0 when it asked for none. (Not an
     /// `Option<Duration>`: 4 bytes instead of 16 in every connection.)
@@ -36,9 +35,6 @@ pub struct Conn<S> {
 /// A connection with no traffic for this long gives its read and write buffers back (an idle
 /// connection then holds no buffer at all: 100,000 idle MQTT clients must cost little memory).
 const IDLE_AFTER: Duration = Duration::from_secs(1);
-/// A connection that starts reading again after being idle gets a buffer this large at once
-/// (tokio-util's own starting size), not one that grows from a few bytes read by read.
-const READ_BUFFER: usize = 8 * 1024;
 
 /// Takes the first pending acknowledgement once its store write finished: (packet id, QoS,
 /// reason code). Pending while there is none. Only the first is polled: acknowledgements leave
@@ -117,7 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Wake::Read(packet) => {
                     self.last_read = Instant::now();
                     self.active(self.last_read);
-                    self.reserve_read_buffer();
+                    // The small buffer CONNECT was read into grows for full-size reads.
+                    self.reader.reserve(READ_BUFFER);
                     Box::pin(self.on_read_batch(*packet)).await
                 }
                 Wake::Event(event) => {
@@ -256,26 +253,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.buffers_released = false;
     }
 
-    /// Idle: frees the write buffer (empty here) and the read buffer unless it holds the start
-    /// of a packet; once per idle period (tokio-util gives the read buffer a few bytes back at
-    /// its next poll, so "holds a buffer" cannot be what arms the timer: it would fire for ever).
+    /// Idle: frees the write buffer (empty here), the read buffer unless it holds the start of
+    /// a packet, and what the client no longer has going on; once per idle period.
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
         if let Some(deliveries) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()) {
             deliveries.rx.shrink();
         }
         self.client.release_idle_activity();
-        if self.reader.read_buffer().is_empty() {
-            *self.reader.read_buffer_mut() = bytes::BytesMut::new();
-        }
+        self.reader.release_buffer();
         self.buffers_released = true;
-    }
-
-    /// After a first read into a released (tiny) buffer, makes room for full-size reads again.
-    fn reserve_read_buffer(&mut self) {
-        let buffer = self.reader.read_buffer_mut();
-        if buffer.capacity() < READ_BUFFER {
-            buffer.reserve(READ_BUFFER - buffer.len());
-        }
     }
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::codec::{Encoder, FramedRead};
+use crate::reader::PacketReader;
+use tokio_util::codec::Encoder;
 
 /// How a connection ended, for the will and the session.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,13 +57,13 @@ where
     // never needs more (the loop makes room for full-size reads once it reads again).
     // Not split into halves: the loop reads and writes in turn, and the writes go through
     // `get_mut` (a split would cost a shared allocation and a lock per read and write).
-    let mut reader = FramedRead::with_capacity(stream, Framing::new(mqtt.config.max_packet_size), CONNECT_BUFFER);
+    let mut reader = PacketReader::with_capacity(stream, Framing::new(mqtt.config.max_packet_size), CONNECT_BUFFER);
     let first = tokio::time::timeout(mqtt.config.connect_timeout, reader.next()).await;
     let mut connect = match first {
         Ok(Some(Ok(Inbound::Connect(c)))) => c,
         Ok(Some(Err(e))) => {
             tracing::debug!(%peer, error = %e, "MQTT connection refused before CONNECT");
-            if let Some(connack) = reader.decoder_mut().connect_refusal(&e) {
+            if let Some(connack) = reader.framing_mut().connect_refusal(&e) {
                 let _ = reader.get_mut().write_all(&connack).await;
                 let _ = reader.get_mut().shutdown().await;
             }
@@ -85,7 +86,7 @@ where
         ..Default::default()
     };
     tracing::debug!(%peer, client = %client.id, user = %client.access.user(), session_present, "MQTT connection open");
-    client.send(reader.decoder_mut(), Outbound::ConnAck(ack));
+    client.send(reader.framing_mut(), Outbound::ConnAck(ack));
     // The will is kept for the whole connection: copy its payload out of the read buffer it
     // points into, so that it does not keep that buffer alive; the CONNECT itself goes.
     client.will = connect.will.take().map(|mut w| {
@@ -94,7 +95,7 @@ where
         Box::new(Will { payload: copy(&w.payload), ..w })
     });
     drop(connect);
-    start_feeds(&mut client, reader.decoder_mut());
+    start_feeds(&mut client, reader.framing_mut());
     let keep_alive_ms = u32::from(keep_alive_secs) * 1500;
     let now = Instant::now();
     let conn = crate::conn::Conn {
@@ -143,14 +144,14 @@ type Accepted = (Client, bool);
 
 /// Validates CONNECT, logs in, takes the session over and attaches to it; refusals are
 /// answered with CONNACK here.
-async fn accept<S>(mqtt: &Arc<Mqtt>, c: &Connect, transport: &Transport, reader: &mut FramedRead<S, Framing>) -> Option<Accepted>
+async fn accept<S>(mqtt: &Arc<Mqtt>, c: &Connect, transport: &Transport, reader: &mut PacketReader<S>) -> Option<Accepted>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = transport.link.peer;
     let refuse = |code: u8| async move {
         let mut out = bytes::BytesMut::new();
-        let _ = reader.decoder_mut().encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out);
+        let _ = reader.framing_mut().encode(Outbound::ConnAck(ConnAck { reason: code, ..Default::default() }), &mut out);
         let _ = reader.get_mut().write_all(&out).await;
         let _ = reader.get_mut().shutdown().await;
         None
@@ -197,19 +198,13 @@ where
             return refuse(reason::NOT_AUTHORIZED).await;
         }
     }
-    let info = ConnectionInfo {
-        protocol: Protocol::Mqtt,
-        protocol_version: match c.level {
-            Level::V31 => "MQTT 3.1",
-            Level::V311 => "MQTT 3.1.1",
-            Level::V5 => "MQTT 5.0",
-        },
-        user: user.name.clone(),
-        vhost: vhost.name().to_string(),
-        client_id: id.clone(),
-        link: transport.link.clone(),
+    let version = match c.level {
+        Level::V31 => "MQTT 3.1",
+        Level::V311 => "MQTT 3.1.1",
+        Level::V5 => "MQTT 5.0",
     };
-    let permit = match mqtt.broker.admit_connection(&user, info, transport) {
+    let info = ConnectionInfo::new(Protocol::Mqtt, version, &access, id.clone(), transport.link.clone());
+    let permit = match mqtt.broker.admit_connection(info, transport) {
         Ok(permit) => permit,
         Err(e) => {
             tracing::warn!(%peer, client = %id, reason = %e.message, "MQTT connection refused");

@@ -61,7 +61,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub(crate) fn send(&mut self, packet: Outbound) {
-        let framing = self.reader.decoder_mut();
+        let framing = self.reader.framing_mut();
         self.client.send(framing, packet);
     }
 

@@ -1,5 +1,6 @@
 //! Junction's MQTT adapter: MQTT 3.1, 3.1.1 and 5.0 on the shared core. Framing and packet
-//! conversion in `codec`/`packet`, sessions in `session`, client-id ownership in `registry`,
+//! conversion in `codec`/`packet`, reading packets off a socket in `reader`, sessions in
+//! `session`, client-id ownership in `registry`,
 //! the per-connection state machine in `connect` (CONNECT), `conn` (the waiting loop), `client`
 //! (state) and `handlers` (packets and deliveries).
 
@@ -11,6 +12,7 @@ mod connect;
 mod handlers;
 pub mod mapping;
 pub mod packet;
+mod reader;
 mod registry;
 pub mod session;
 pub mod sys;

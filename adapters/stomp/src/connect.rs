@@ -41,19 +41,14 @@ pub async fn open(stomp: &Stomp, frame: &Frame, transport: &Transport) -> Result
         .or_else(|| stomp.broker.vhost(&stomp.config.default_vhost))
         .ok_or_else(|| StompError::new("Bad CONNECT", "no default vhost"))?;
     let access = stomp.broker.access(&user, vhost.name()).map_err(|e| StompError::new("Bad CONNECT", &e.message))?;
-    let info = ConnectionInfo {
-        protocol: Protocol::Stomp,
-        protocol_version: match version {
-            Version::V10 => "STOMP 1.0",
-            Version::V11 => "STOMP 1.1",
-            Version::V12 => "STOMP 1.2",
-        },
-        user: user.name.clone(),
-        vhost: vhost.name().to_string(),
-        client_id: frame.header("client-id").unwrap_or_default().into(),
-        link: transport.link.clone(),
+    let protocol_version = match version {
+        Version::V10 => "STOMP 1.0",
+        Version::V11 => "STOMP 1.1",
+        Version::V12 => "STOMP 1.2",
     };
-    let permit = stomp.broker.admit_connection(&user, info, transport).map_err(|e| {
+    let client_id = frame.header("client-id").unwrap_or_default().into();
+    let info = ConnectionInfo::new(Protocol::Stomp, protocol_version, &access, client_id, transport.link.clone());
+    let permit = stomp.broker.admit_connection(info, transport).map_err(|e| {
         tracing::warn!(%peer, reason = %e.message, "STOMP connection refused");
         StompError::new("Bad CONNECT", &e.message)
     })?;
