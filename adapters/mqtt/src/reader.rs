@@ -118,3 +118,59 @@ impl<S: AsyncRead + Unpin> Stream for PacketReader<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// MQTT 3.1.1 CONNECT of client "a", keep-alive 60 s.
+    const CONNECT: &[u8] = &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 1, b'a'];
+    const PINGREQ: &[u8] = &[0xC0, 0];
+
+    fn reader(capacity: usize) -> (PacketReader<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        (PacketReader::with_capacity(ours, Framing::new(1 << 20), capacity), theirs)
+    }
+
+    async fn next(reader: &mut PacketReader<tokio::io::DuplexStream>) -> Option<Result<Inbound, DecodeError>> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), reader.next()).await.expect("a packet or the end")
+    }
+
+    #[tokio::test]
+    async fn packets_split_across_reads_and_read_after_the_buffer_was_given_back() {
+        let (mut reader, mut client) = reader(4);
+        client.write_all(&CONNECT[..6]).await.unwrap();
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), reader.next()).await;
+        assert!(pending.is_err(), "half a CONNECT is no packet");
+        client.write_all(&CONNECT[6..]).await.unwrap();
+        assert!(matches!(next(&mut reader).await, Some(Ok(Inbound::Connect(c))) if c.client_id == "a"));
+
+        reader.release_buffer();
+        assert_eq!(reader.buffer.capacity(), 0);
+        client.write_all(&[PINGREQ, PINGREQ].concat()).await.unwrap();
+        assert!(matches!(next(&mut reader).await, Some(Ok(Inbound::PingReq))));
+        // (less what the first PINGREQ took off its front)
+        assert!(reader.buffer.capacity() >= READ_BUFFER - PINGREQ.len(), "reading again gets a full-size buffer");
+        assert!(matches!(next(&mut reader).await, Some(Ok(Inbound::PingReq))));
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_inside_a_packet_is_an_error_and_then_the_end() {
+        let (mut reader, mut client) = reader(256);
+        client.write_all(&CONNECT[..CONNECT.len() - 1]).await.unwrap();
+        drop(client);
+        assert!(matches!(next(&mut reader).await, Some(Err(_))));
+        assert!(next(&mut reader).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bad_packet_is_an_error_and_nothing_is_read_after_it() {
+        let (mut reader, mut client) = reader(256);
+        client.write_all(&[0x00, 0x00]).await.unwrap();
+        client.write_all(CONNECT).await.unwrap();
+        assert!(matches!(next(&mut reader).await, Some(Err(_))));
+        assert!(next(&mut reader).await.is_none());
+    }
+}
