@@ -26,11 +26,14 @@ pub struct PacketReader<S> {
     readable: bool,
     /// The stream ended or failed, or a packet could not be decoded: nothing more is read.
     done: bool,
+    /// The buffer was given back: the next read goes to the stack first, so that waiting for
+    /// it holds no allocation.
+    released: bool,
 }
 
 impl<S: AsyncRead + Unpin> PacketReader<S> {
     pub fn with_capacity(stream: S, framing: Framing, capacity: usize) -> PacketReader<S> {
-        PacketReader { stream, framing, buffer: BytesMut::with_capacity(capacity), readable: false, done: false }
+        PacketReader { stream, framing, buffer: BytesMut::with_capacity(capacity), readable: false, done: false, released: false }
     }
 
     /// The stream, to write replies to.
@@ -50,6 +53,7 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
     pub fn release_buffer(&mut self) {
         if self.buffer.is_empty() {
             self.buffer = BytesMut::new();
+            self.released = true;
         }
     }
 
@@ -62,12 +66,13 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
 
     /// Reads what the stream has into the buffer: the byte count, 0 at its end.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.buffer.capacity() == 0 {
+        if self.released {
             let mut on_stack = [0u8; STACK_READ];
             let mut read = ReadBuf::new(&mut on_stack);
             ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
             let n = read.filled().len();
             if n > 0 {
+                self.released = false;
                 self.buffer.reserve(READ_BUFFER);
                 self.buffer.extend_from_slice(read.filled());
             }
