@@ -99,13 +99,16 @@ write_doc() {
     echo "the same machine, one at a time, each freshly started on a fresh data dir, both loaded by the same"
     echo "generator (\`junction bench amqp\`, lapin 4) over loopback. Each run publishes for ${DURATION} s."
     echo
+    echo "Every section of this file is written by the script it names; \`scripts/benchmarks.sh\` runs them"
+    echo "all, one after another, on one release build."
+    echo
     echo "## Machine"
     echo
     machine_markdown
     echo
     echo "## Versions"
     echo
-    echo "- Junction: $("$JUNCTION" --version | awk '{print $2}'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'), release build, $(rustc --version | awk '{print $1, $2}')"
+    echo "- Junction: $(junction_binary_description), $(rustc --version | awk '{print $1, $2}')"
     echo "- RabbitMQ: $(dpkg-query -W -f '${Version}' rabbitmq-server) (Debian package, default configuration: classic queues), Erlang $(dpkg-query -W -f '${Version}' erlang-base)"
     echo "- load generator: lapin $(awk '/^name = "lapin"/ { getline; print $3 }' Cargo.lock | tr -d '"')"
     echo
