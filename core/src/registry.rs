@@ -89,8 +89,8 @@ impl Traffic {
 
 
     /// Bytes (received, sent) since the previous call: for the management rates' sampler, its
-    /// one caller. Exact while a connection moves less than 4 GiB each way between two calls
-    /// (they are a second apart).
+    /// one caller (a second caller would take the first one's bytes). Exact while a connection
+    /// moves less than 4 GiB each way between two calls (they are a second apart).
     pub fn bytes_since_sampled(&self) -> (u64, u64) {
         let (recv, sent) = (self.recv_bytes.load(Relaxed) as u32, self.sent_bytes.load(Relaxed) as u32);
         let before = self.sampled.swap(u64::from(recv) << 32 | u64::from(sent), Relaxed);

@@ -253,8 +253,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.buffers_released = false;
     }
 
-    /// Idle: frees the write buffer (empty here), the read buffer unless it holds the start of
-    /// a packet, and what the client no longer has going on; once per idle period.
+    /// Idle: frees the write buffer (empty here), the read buffer unless it holds part of a
+    /// packet (see `PacketReader::release_buffer`), and what the client no longer has going
+    /// on; once per idle period.
     fn release_buffers(&mut self) {
         self.client.out = bytes::BytesMut::new();
         if let Some(deliveries) = self.client.activity.as_mut().and_then(|a| a.deliveries.as_mut()) {

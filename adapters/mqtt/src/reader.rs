@@ -49,7 +49,9 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
         self.stream
     }
 
-    /// Frees the buffer unless it holds the start of a packet.
+    /// Frees the buffer unless it holds the start of a packet. (It may be empty while a packet
+    /// is half read: the codec keeps a fixed header it has taken off the buffer in its own
+    /// state, and reads the rest into the next buffer.)
     pub fn release_buffer(&mut self) {
         if self.buffer.is_empty() {
             self.buffer = BytesMut::new();
@@ -159,6 +161,22 @@ mod tests {
         // (less what the first PINGREQ took off its front)
         assert!(reader.buffer.capacity() >= READ_BUFFER - PINGREQ.len(), "reading again gets a full-size buffer");
         assert!(matches!(next(&mut reader).await, Some(Ok(Inbound::PingReq))));
+    }
+
+    #[tokio::test]
+    async fn the_buffer_given_back_between_a_packets_header_and_its_body_loses_nothing() {
+        let (mut reader, mut client) = reader(256);
+        client.write_all(CONNECT).await.unwrap();
+        assert!(matches!(next(&mut reader).await, Some(Ok(Inbound::Connect(_)))));
+        // PUBLISH QoS 0 to "t" with body "hi": its fixed header, then the rest after a pause.
+        let publish: &[u8] = &[0x30, 5, 0, 1, b't', b'h', b'i'];
+        client.write_all(&publish[..2]).await.unwrap();
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), reader.next()).await;
+        assert!(pending.is_err(), "a fixed header alone is no packet");
+        reader.release_buffer();
+        client.write_all(&publish[2..]).await.unwrap();
+        let Some(Ok(Inbound::Publish(p))) = next(&mut reader).await else { panic!("the PUBLISH") };
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("t", &b"hi"[..]));
     }
 
     #[tokio::test]
