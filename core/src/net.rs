@@ -1,5 +1,7 @@
 //! Socket helpers every protocol adapter uses.
 
+use futures::{Stream, StreamExt};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -20,6 +22,76 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io:
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")),
     }
+}
+
+/// At most this many frames are read ahead while a write waits (see `write_all_reading_ahead`):
+/// enough to take a client's last acknowledgements and notice its hang-up, while a client that
+/// keeps sending without reading meets TCP back-pressure as before.
+pub const READ_AHEAD_LIMIT: usize = 16;
+
+/// See `take_input_left_by_a_broken_connection`.
+const BROKEN_CONNECTION_READ_GRACE: Duration = Duration::from_millis(500);
+
+/// `write_all` that keeps reading the client's input while the write waits, so that a client
+/// that has hung up ends the write at once (`UnexpectedEof`): a client that shuts its socket down
+/// without closing it, or whose machine stops answering, accepts none of our bytes and would
+/// otherwise hold the connection, and the deliveries it was never sent, until
+/// `WRITE_STALL_TIMEOUT`; and a write stuck behind a client that stopped reading would otherwise
+/// keep its input unread. What is read goes to `ahead`, for the connection to handle before it
+/// reads anything newer; reading stops after an error item (the stream may end after one) and
+/// at `READ_AHEAD_LIMIT` items.
+pub async fn write_all_reading_ahead<W, S, T, E>(
+    w: &mut W,
+    buf: &[u8],
+    input: &mut S,
+    ahead: &mut VecDeque<Result<T, E>>,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    S: Stream<Item = Result<T, E>> + Unpin,
+{
+    let write = write_all(w, buf);
+    tokio::pin!(write);
+    loop {
+        let reading = may_read_ahead(ahead);
+        tokio::select! {
+            biased;
+            written = &mut write => {
+                if written.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::TimedOut) {
+                    take_input_left_by_a_broken_connection(input, ahead).await;
+                }
+                return written;
+            }
+            item = input.next(), if reading => match item {
+                Some(item) => ahead.push_back(item),
+                None => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the client hung up")),
+            },
+        }
+    }
+}
+
+/// Below the limit and no error yet (a stream may end after an error item).
+fn may_read_ahead<T, E>(ahead: &VecDeque<Result<T, E>>) -> bool {
+    ahead.len() < READ_AHEAD_LIMIT && !matches!(ahead.back(), Some(Err(_)))
+}
+
+/// A write fails (reset, broken pipe) as soon as the client's reset arrives, which can be before
+/// this task has seen the input the client sent before it went (tokio reads only after the
+/// reactor has seen the socket readable); the kernel still holds that input, so it is read now,
+/// for at most `BROKEN_CONNECTION_READ_GRACE` (the connection is dead: its input ends at once).
+async fn take_input_left_by_a_broken_connection<S, T, E>(input: &mut S, ahead: &mut VecDeque<Result<T, E>>)
+where
+    S: Stream<Item = Result<T, E>> + Unpin,
+{
+    let take = async {
+        while may_read_ahead(ahead) {
+            match input.next().await {
+                Some(item) => ahead.push_back(item),
+                None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BROKEN_CONNECTION_READ_GRACE, take).await;
 }
 
 /// Reads and discards what the client still sends, for up to 2 s, before the socket is
@@ -57,5 +129,87 @@ mod tests {
         write_all(&mut ours, &[1u8; 64]).await.expect("a reading peer gets everything");
         drop(ours);
         assert_eq!(reader.await.unwrap().unwrap(), 64);
+    }
+
+    fn input(items: Vec<Result<u32, ()>>, then_end: bool) -> impl Stream<Item = Result<u32, ()>> + Unpin {
+        let tail = if then_end { futures::stream::empty().left_stream() } else { futures::stream::pending().right_stream() };
+        futures::stream::iter(items).chain(tail)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_hangs_up_ends_a_waiting_write_at_once() {
+        let (mut ours, _theirs_never_read) = tokio::io::duplex(16);
+        let mut ahead = VecDeque::new();
+        let started = Instant::now();
+        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(vec![Ok(1), Ok(2)], true), &mut ahead)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(started.elapsed() < Duration::from_secs(1), "no wait for the stall timeout");
+        assert_eq!(ahead, VecDeque::from([Ok(1), Ok(2)]), "what came before the hang-up is kept in order");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reading_ahead_stops_at_the_limit_and_after_an_error() {
+        let (mut ours, _theirs_never_read) = tokio::io::duplex(16);
+        let mut ahead = VecDeque::new();
+        let many = (0..READ_AHEAD_LIMIT as u32 + 5).map(Ok).collect();
+        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(many, true), &mut ahead).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "the hang-up behind the limit is not read");
+        assert_eq!(ahead.len(), READ_AHEAD_LIMIT);
+
+        let mut ahead = VecDeque::new();
+        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(vec![Ok(1), Err(()), Ok(3)], true), &mut ahead)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(ahead, VecDeque::from([Ok(1), Err(())]));
+    }
+
+    /// A socket whose peer has reset the connection.
+    struct Broken;
+
+    impl AsyncWrite for Broken {
+        fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, _: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_connection_still_gives_what_the_client_sent_before_it_went() {
+        let late = futures::stream::once(Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(1)
+        }));
+        let mut ahead = VecDeque::new();
+        let err = write_all_reading_ahead(&mut Broken, b"x", &mut late.chain(input(vec![Ok(2)], true)), &mut ahead)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        assert_eq!(ahead, VecDeque::from([Ok(1), Ok(2)]));
+
+        let started = Instant::now();
+        let mut ahead = VecDeque::new();
+        write_all_reading_ahead(&mut Broken, b"x", &mut input(vec![Ok(3)], false), &mut ahead).await.unwrap_err();
+        assert_eq!(ahead, VecDeque::from([Ok(3)]));
+        assert_eq!(started.elapsed(), BROKEN_CONNECTION_READ_GRACE, "input that does not end is waited on for the grace only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_completes_leaves_the_rest_of_the_input_unread() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        let mut ahead = VecDeque::new();
+        let mut quiet_client = input(vec![], false);
+        write_all_reading_ahead(&mut ours, b"hello", &mut quiet_client, &mut ahead).await.unwrap();
+        let mut got = [0u8; 5];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        assert!(ahead.is_empty());
     }
 }

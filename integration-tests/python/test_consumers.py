@@ -196,8 +196,11 @@ def test_cancel_ok_and_no_more_deliveries_after_cancel(broker):
 def test_deliveries_not_yet_written_out_go_back_when_the_connection_ends(broker, close):
     """With no prefetch limit the broker hands the connection up to a send window of deliveries
     at once; the ones it had not written out when the connection ended must return to the queue
-    (they used to stay unacknowledged until a restart)."""
-    bodies = [b"m%05d" % i for i in range(5000)]
+    (they used to stay unacknowledged until a restart). The queue holds more than the sockets'
+    buffers (64 MiB), so the broker is still waiting to write when the client goes: a client that
+    shuts its socket down must be noticed during that wait, well before the write-stall timeout
+    (30 s)."""
+    bodies = [b"m%05d" % i + b"." * (64 * 1024) for i in range(1024)]
     ch = broker.connect().channel()
     queue = declare_and_fill(broker, ch, bodies)
     conn = broker.connect()

@@ -238,6 +238,57 @@ def read_frames(s):
     return data
 
 
+def read_message_frames(s, n):
+    """Reads until `n` MESSAGE frames have arrived (bodies framed by content-length); returns
+    their headers."""
+    data, frames = b"", []
+    while len(frames) < n:
+        chunk = s.recv(65536)
+        assert chunk, "connection closed after %d MESSAGE frames" % len(frames)
+        data += chunk
+        while True:
+            data = data.lstrip(b"\n")
+            end = data.find(b"\n\n")
+            if end < 0:
+                break
+            command, *lines = data[:end].decode().split("\n")
+            headers = dict(line.split(":", 1) for line in lines)
+            body_end = end + 2 + int(headers.get("content-length", 0))
+            if len(data) <= body_end:
+                break
+            assert data[body_end:body_end + 1] == b"\x00"
+            data = data[body_end + 1:]
+            if command == "MESSAGE":
+                frames.append(headers)
+    return frames
+
+
+def test_a_client_that_shuts_its_socket_down_mid_delivery_gets_its_unacked_messages_requeued(broker):
+    """More than the sockets' buffers hold is waiting for the client (64 MiB) when it acknowledges
+    ten messages and shuts its socket down without DISCONNECT or close: the broker, still waiting
+    to write, must take the ACKs and notice the hang-up well before the write-stall timeout
+    (30 s), and put everything else back."""
+    ch = broker.connect().channel()
+    ch.queue_declare("stalled", durable=True)
+    ch.confirm_delivery()
+    for i in range(1024):
+        ch.basic_publish("", "stalled", b"m%05d" % i + b"." * (64 * 1024))
+    s = raw(broker)
+    s.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\nlogin:guest\npasscode:guest\n\n\x00"
+              b"SUBSCRIBE\nid:s1\ndestination:/queue/stalled\nack:client-individual\n\n\x00")
+    got = read_message_frames(s, 10)
+    s.sendall(b"".join(b"ACK\nid:%s\n\n\x00" % h["ack"].encode() for h in got))
+    s.shutdown(socket.SHUT_RDWR)
+    deadline = time.monotonic() + WAIT
+    while ch.queue_declare("stalled", passive=True).method.message_count != 1024 - 10:
+        assert time.monotonic() < deadline, "unacknowledged messages not back: %d" % (
+            ch.queue_declare("stalled", passive=True).method.message_count)
+        time.sleep(0.1)
+    _, _, first = ch.basic_get("stalled", auto_ack=True)
+    assert first.startswith(b"m00010")
+    s.close()
+
+
 @pytest.mark.parametrize("frame,message", [
     (b"SEND\ndestination:/queue/a\n\nx\x00", b"message:Illegal command"),
     (b"CONNECT\naccept-version:9.9\n\n\x00", b"message:Version mismatch"),

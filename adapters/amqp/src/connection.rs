@@ -10,7 +10,7 @@ use crate::session::Session;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use futures::{FutureExt, StreamExt};
 use junction_core::ConsumerEvent;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -30,6 +30,8 @@ pub struct Connection<R, W> {
     channel_max: u16,
     heartbeat: Option<Duration>,
     events: junction_core::EventReceiver,
+    /// Frames read while a write waited (see `flush`), handled before the reader's next.
+    read_ahead: VecDeque<Result<Frame, FrameError>>,
     last_read: Instant,
     last_write: Instant,
     blocked: bool,
@@ -78,6 +80,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             channel_max: negotiated.channel_max,
             heartbeat,
             events: rx,
+            read_ahead: VecDeque::new(),
             last_read: Instant::now(),
             last_write: Instant::now(),
             blocked: false,
@@ -107,26 +110,22 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         }
         loop {
             if let Err(end) = self.flush().await {
+                self.handle_read_ahead().await;
                 return end;
             }
-            // Publishers stop being read while a resource alarm is raised.
-            let reading = !(self.blocked && self.session.has_published);
+            let reading = self.reading();
+            if reading {
+                if let Some(frame) = self.read_ahead.pop_front() {
+                    match self.on_read(Some(frame)).await {
+                        Some(end) => return end,
+                        None => continue,
+                    }
+                }
+            }
             tokio::select! {
                 frame = self.reader.next(), if reading => {
-                    self.last_read = Instant::now();
-                    let frame = match frame {
-                        Some(Ok(frame)) => frame,
-                        Some(Err(FrameError::Io(_))) | None => return End::Gone,
-                        Some(Err(e)) => return End::Error(AmqpError::from(&e)),
-                    };
-                    match self.on_frame(frame).await {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            // Closing cleanly: close-ok must still reach the client.
-                            let _ = self.flush().await;
-                            return End::Gone;
-                        }
-                        Err(e) => return End::Error(e),
+                    if let Some(end) = self.on_read(frame).await {
+                        return end;
                     }
                 }
                 Some(event) = self.events.recv() => {
@@ -174,12 +173,54 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         }
     }
 
+    /// Publishers stop being read while a resource alarm is raised.
+    fn reading(&self) -> bool {
+        !(self.blocked && self.session.has_published)
+    }
+
+    /// What the reader gave: `Some(end)` when the connection is finished.
+    async fn on_read(&mut self, frame: Option<Result<Frame, FrameError>>) -> Option<End> {
+        self.last_read = Instant::now();
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(FrameError::Io(_))) | None => return Some(End::Gone),
+            Some(Err(e)) => return Some(End::Error(AmqpError::from(&e))),
+        };
+        match self.on_frame(frame).await {
+            Ok(true) => None,
+            Ok(false) => {
+                // Closing cleanly: close-ok must still reach the client.
+                let _ = self.flush().await;
+                Some(End::Gone)
+            }
+            Err(e) => Some(End::Error(e)),
+        }
+    }
+
+    /// Handles the frames read ahead of a write that failed: what the client sent before it
+    /// went still counts (its last acknowledgements above all); replies go nowhere.
+    async fn handle_read_ahead(&mut self) {
+        while let Some(Ok(frame)) = self.read_ahead.pop_front() {
+            if !matches!(self.on_frame(frame).await, Ok(true)) {
+                break;
+            }
+        }
+    }
+
+    /// Writes the output out. Meanwhile the client's frames are read ahead (unless it is a
+    /// publisher held back by an alarm), so that a client that hangs up while we wait on it to
+    /// read ends the connection at once and its unacknowledged deliveries go back.
     async fn flush(&mut self) -> Result<(), End> {
         if self.session.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.session.out);
-        junction_core::net::write_all(&mut self.writer, &out).await.map_err(|_| End::Gone)?;
+        let written = if self.reading() {
+            junction_core::net::write_all_reading_ahead(&mut self.writer, &out, &mut self.reader, &mut self.read_ahead).await
+        } else {
+            junction_core::net::write_all(&mut self.writer, &out).await
+        };
+        written.map_err(|_| End::Gone)?;
         self.last_write = Instant::now();
         let mut out = out;
         out.clear();

@@ -11,7 +11,7 @@ use bytes::{BufMut, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use junction_core::{ChannelCredit, CoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use junction_core::registry::{Counted, Link};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -201,9 +201,27 @@ impl Conn {
     {
         let (send_every, expect_every) = (self.session.send_every, self.session.expect_every);
         let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
+        // Frames read while a write waited, handled before the reader's next.
+        let mut read_ahead = VecDeque::new();
         loop {
+            // A memory or disk alarm stops reading from publishers (TCP back-pressure), as for
+            // AMQP; connections that only consume keep going so that queues drain.
+            let blocked = self.has_published && *alarm.borrow();
             if !self.out.is_empty() {
-                if junction_core::net::write_all(wr, &self.out).await.is_err() {
+                // Reading ahead meanwhile notices a client that hangs up while we wait on it.
+                let written = if blocked {
+                    junction_core::net::write_all(wr, &self.out).await
+                } else {
+                    junction_core::net::write_all_reading_ahead(wr, &self.out, reader, &mut read_ahead).await
+                };
+                if written.is_err() {
+                    // What the client sent before it went still counts (its last ACKs above
+                    // all); replies go nowhere.
+                    while let Some(item) = read_ahead.pop_front() {
+                        if !self.on_read(Some(item)) || self.closing {
+                            break;
+                        }
+                    }
                     return;
                 }
                 self.out.clear();
@@ -212,9 +230,15 @@ impl Conn {
             if self.closing {
                 return;
             }
-            // A memory or disk alarm stops reading from publishers (TCP back-pressure), as for
-            // AMQP; connections that only consume keep going so that queues drain.
-            let blocked = self.has_published && *alarm.borrow();
+            if !blocked {
+                if let Some(item) = read_ahead.pop_front() {
+                    last_read = Instant::now();
+                    if !self.on_read(Some(item)) {
+                        return;
+                    }
+                    continue;
+                }
+            }
             // A client gets twice its promised interval before it counts as gone (not while we
             // are the ones not reading).
             let read_deadline = expect_every.filter(|_| !blocked).map(|d| last_read + d * 2);
@@ -222,11 +246,8 @@ impl Conn {
             tokio::select! {
                 item = reader.next(), if !blocked => {
                     last_read = Instant::now();
-                    match item {
-                        Some(Ok(Inbound::Frame(frame))) => self.on_frame(frame),
-                        Some(Ok(Inbound::HeartBeat)) => {}
-                        Some(Err(e)) => self.fail(e.into(), None),
-                        None => return,
+                    if !self.on_read(item) {
+                        return;
                     }
                 }
                 Some(event) = events.recv() => {
@@ -249,6 +270,17 @@ impl Conn {
                 Ok(()) = alarm.changed() => last_read = Instant::now(),
             }
         }
+    }
+
+    /// What the reader gave; false at the end of the client's input.
+    fn on_read(&mut self, item: Option<Result<Inbound, CodecError>>) -> bool {
+        match item {
+            Some(Ok(Inbound::Frame(frame))) => self.on_frame(frame),
+            Some(Ok(Inbound::HeartBeat)) => {}
+            Some(Err(e)) => self.fail(e.into(), None),
+            None => return false,
+        }
+        true
     }
 
     fn on_frame(&mut self, frame: Frame) {
