@@ -2,6 +2,8 @@
 
 use futures::{Stream, StreamExt};
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -18,10 +20,11 @@ pub const WRITE_BATCH_BYTES: usize = 128 * 1024;
 
 /// `write_all`, failing with `TimedOut` when the peer stalls for `WRITE_STALL_TIMEOUT`.
 pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(buf)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")),
-    }
+    tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(buf)).await.unwrap_or_else(|_| Err(stalled()))
+}
+
+fn stalled() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
 }
 
 /// At most this many frames are read ahead while a write waits (see `write_all_reading_ahead`):
@@ -32,41 +35,86 @@ pub const READ_AHEAD_LIMIT: usize = 16;
 /// See `take_input_left_by_a_broken_connection`.
 const BROKEN_CONNECTION_READ_GRACE: Duration = Duration::from_millis(500);
 
-/// `write_all` that keeps reading the client's input while the write waits, so that a client
-/// that has hung up ends the write at once (`UnexpectedEof`): a client that shuts its socket down
-/// without closing it, or whose machine stops answering, accepts none of our bytes and would
-/// otherwise hold the connection, and the deliveries it was never sent, until
-/// `WRITE_STALL_TIMEOUT`; and a write stuck behind a client that stopped reading would otherwise
-/// keep its input unread. What is read goes to `ahead`, for the connection to handle before it
-/// reads anything newer; reading stops after an error item (the stream may end after one) and
-/// at `READ_AHEAD_LIMIT` items.
-pub async fn write_all_reading_ahead<W, S, T, E>(
-    w: &mut W,
-    buf: &[u8],
-    input: &mut S,
-    ahead: &mut VecDeque<Result<T, E>>,
-) -> std::io::Result<()>
+/// `write_all` (with the stall timeout) to a connection that keeps reading the client's input
+/// while the write waits, so that a client that has hung up ends the write at once
+/// (`UnexpectedEof`): a client that shut its socket down without closing it accepts none of our
+/// bytes and would otherwise hold the connection, and the deliveries it was never sent, until
+/// `WRITE_STALL_TIMEOUT`. What is read goes to `ahead`, for the connection to handle before it
+/// reads anything newer (also when the write failed: what the client sent before it went, its
+/// last acknowledgements or a DISCONNECT, still counts); reading stops after an error item (the
+/// stream may end after one) and at `READ_AHEAD_LIMIT` items. `io` writes to the connection and
+/// yields its input: a protocol's reader over the whole stream, or a `Duplex` of two halves.
+pub async fn write_all_reading_ahead<D, T, E>(io: &mut D, buf: &[u8], ahead: &mut VecDeque<Result<T, E>>) -> std::io::Result<()>
 where
-    W: AsyncWrite + Unpin,
-    S: Stream<Item = Result<T, E>> + Unpin,
+    D: AsyncWrite + Stream<Item = Result<T, E>> + Unpin,
 {
-    let write = write_all(w, buf);
-    tokio::pin!(write);
+    let mut written = 0;
+    let write = std::future::poll_fn(|cx| poll_write_reading_ahead(io, buf, &mut written, ahead, cx));
+    let result = tokio::time::timeout(WRITE_STALL_TIMEOUT, write).await.unwrap_or_else(|_| Err(stalled()));
+    if result.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::TimedOut) {
+        take_input_left_by_a_broken_connection(io, ahead).await;
+    }
+    result
+}
+
+/// Writes what the socket takes; while it takes no more, reads what the client sent.
+fn poll_write_reading_ahead<D, T, E>(
+    io: &mut D,
+    buf: &[u8],
+    written: &mut usize,
+    ahead: &mut VecDeque<Result<T, E>>,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>>
+where
+    D: AsyncWrite + Stream<Item = Result<T, E>> + Unpin,
+{
     loop {
-        let reading = may_read_ahead(ahead);
-        tokio::select! {
-            biased;
-            written = &mut write => {
-                if written.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::TimedOut) {
-                    take_input_left_by_a_broken_connection(input, ahead).await;
-                }
-                return written;
+        while *written < buf.len() {
+            match Pin::new(&mut *io).poll_write(cx, &buf[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
             }
-            item = input.next(), if reading => match item {
-                Some(item) => ahead.push_back(item),
-                None => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the client hung up")),
-            },
         }
+        if *written == buf.len() {
+            return Poll::Ready(Ok(()));
+        }
+        if !may_read_ahead(ahead) {
+            return Poll::Pending;
+        }
+        match Pin::new(&mut *io).poll_next(cx) {
+            Poll::Ready(Some(item)) => ahead.push_back(item),
+            Poll::Ready(None) => {
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the client hung up")))
+            }
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+/// A connection's writer and its reader as one `io` for `write_all_reading_ahead`.
+pub struct Duplex<'a, W, R> {
+    pub writer: &'a mut W,
+    pub reader: &'a mut R,
+}
+
+impl<W: AsyncWrite + Unpin, R: Unpin> AsyncWrite for Duplex<'_, W, R> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.writer).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.writer).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.writer).poll_shutdown(cx)
+    }
+}
+
+impl<W: Unpin, R: Stream + Unpin> Stream for Duplex<'_, W, R> {
+    type Item = R::Item;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R::Item>> {
+        Pin::new(&mut *self.reader).poll_next(cx)
     }
 }
 
@@ -141,7 +189,7 @@ mod tests {
         let (mut ours, _theirs_never_read) = tokio::io::duplex(16);
         let mut ahead = VecDeque::new();
         let started = Instant::now();
-        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(vec![Ok(1), Ok(2)], true), &mut ahead)
+        let err = write_all_reading_ahead(&mut Duplex { writer: &mut ours, reader: &mut input(vec![Ok(1), Ok(2)], true) }, &[0u8; 64], &mut ahead)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
@@ -154,12 +202,12 @@ mod tests {
         let (mut ours, _theirs_never_read) = tokio::io::duplex(16);
         let mut ahead = VecDeque::new();
         let many = (0..READ_AHEAD_LIMIT as u32 + 5).map(Ok).collect();
-        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(many, true), &mut ahead).await.unwrap_err();
+        let err = write_all_reading_ahead(&mut Duplex { writer: &mut ours, reader: &mut input(many, true) }, &[0u8; 64], &mut ahead).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "the hang-up behind the limit is not read");
         assert_eq!(ahead.len(), READ_AHEAD_LIMIT);
 
         let mut ahead = VecDeque::new();
-        let err = write_all_reading_ahead(&mut ours, &[0u8; 64], &mut input(vec![Ok(1), Err(()), Ok(3)], true), &mut ahead)
+        let err = write_all_reading_ahead(&mut Duplex { writer: &mut ours, reader: &mut input(vec![Ok(1), Err(()), Ok(3)], true) }, &[0u8; 64], &mut ahead)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -188,7 +236,7 @@ mod tests {
             Ok(1)
         }));
         let mut ahead = VecDeque::new();
-        let err = write_all_reading_ahead(&mut Broken, b"x", &mut late.chain(input(vec![Ok(2)], true)), &mut ahead)
+        let err = write_all_reading_ahead(&mut Duplex { writer: &mut Broken, reader: &mut late.chain(input(vec![Ok(2)], true)) }, b"x", &mut ahead)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
@@ -196,7 +244,7 @@ mod tests {
 
         let started = Instant::now();
         let mut ahead = VecDeque::new();
-        write_all_reading_ahead(&mut Broken, b"x", &mut input(vec![Ok(3)], false), &mut ahead).await.unwrap_err();
+        write_all_reading_ahead(&mut Duplex { writer: &mut Broken, reader: &mut input(vec![Ok(3)], false) }, b"x", &mut ahead).await.unwrap_err();
         assert_eq!(ahead, VecDeque::from([Ok(3)]));
         assert_eq!(started.elapsed(), BROKEN_CONNECTION_READ_GRACE, "input that does not end is waited on for the grace only");
     }
@@ -206,7 +254,7 @@ mod tests {
         let (mut ours, mut theirs) = tokio::io::duplex(1024);
         let mut ahead = VecDeque::new();
         let mut quiet_client = input(vec![], false);
-        write_all_reading_ahead(&mut ours, b"hello", &mut quiet_client, &mut ahead).await.unwrap();
+        write_all_reading_ahead(&mut Duplex { writer: &mut ours, reader: &mut quiet_client }, b"hello", &mut ahead).await.unwrap();
         let mut got = [0u8; 5];
         theirs.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"hello");

@@ -169,6 +169,50 @@ def test_will_is_published_when_the_client_vanishes(broker):
     assert len(watcher.messages) == 1, "a clean DISCONNECT discards the will"
 
 
+def test_a_client_that_shuts_its_socket_down_mid_delivery_is_heard_out(broker):
+    """More than the sockets' buffers hold is in flight to a persistent session (64 messages of
+    1 MiB, its in-flight window, of 80 queued) when the client takes ten, acknowledges them,
+    sends DISCONNECT and shuts its socket down without closing it: the broker, still waiting to
+    write, must take the PUBACKs and the DISCONNECT (so the will is not published) and notice
+    the hang-up well before the write-stall timeout (30 s), with the rest queued again."""
+    from test_mqtt_malformed import connect_packet, raw, remaining_length, split_packets, utf8
+    sub = raw(broker)
+    sub.sendall(bytes(connect_packet(client_id="stall")).replace(b"MQTT\x04\x02", b"MQTT\x04\x00"))
+    assert sub.recv(4)[0] == 0x20, "CONNACK"
+    sub.sendall(b"\x82" + remaining_length(2 + 2 + 7 + 1) + b"\x00\x01" + utf8("stall/t") + b"\x01")
+    assert sub.recv(5) == b"\x90\x03\x00\x01\x01", "SUBACK, QoS 1"
+    sub.sendall(b"\xe0\x00")
+    sub.close()
+    ch = broker.connect().channel()
+    ch.confirm_delivery()
+    for i in range(80):
+        ch.basic_publish("amq.topic", "stall.t", b"m%05d" % i + b"." * (1 << 20), pika.BasicProperties(delivery_mode=2))
+    watcher = Client(broker)
+    watcher.subscribe("status/stall", 1)
+    will_flag, no_clean_session = 0x04, 0x00
+    body = utf8("MQTT") + bytes([4, will_flag | no_clean_session]) + b"\x00\x1e" + utf8("stall")
+    body += utf8("status/stall") + utf8("gone")
+    s = raw(broker)
+    s.sendall(b"\x10" + remaining_length(len(body)) + body)
+    data, publishes = b"", []
+    while len(publishes) < 10:
+        chunk = s.recv(65536)
+        assert chunk, "closed"
+        data += chunk
+        publishes = [body for first, body in split_packets(data) if first & 0xF0 == 0x30]
+    packet_ids = [body[2 + int.from_bytes(body[:2], "big"):][:2] for body in publishes[:10]]
+    s.sendall(b"".join(b"\x40\x02" + pid for pid in packet_ids) + b"\xe0\x00")
+    s.shutdown(socket.SHUT_RDWR)
+    deadline = time.monotonic() + WAIT
+    while ch.queue_declare("mqtt-session-stall", passive=True).method.message_count != 80 - 10:
+        assert time.monotonic() < deadline, "unacknowledged messages not back: %d" % (
+            ch.queue_declare("mqtt-session-stall", passive=True).method.message_count)
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert watcher.messages == [], "DISCONNECT came before the hang-up: no will"
+    s.close()
+
+
 def test_a_connect_larger_than_the_first_read_buffer_is_read_whole(broker):
     # The broker reads CONNECT into a small buffer (idle connections stay cheap); a larger one,
     # here a 16 KiB will, must still arrive whole.

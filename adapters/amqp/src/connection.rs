@@ -216,7 +216,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         }
         let out = std::mem::take(&mut self.session.out);
         let written = if self.reading() {
-            junction_core::net::write_all_reading_ahead(&mut self.writer, &out, &mut self.reader, &mut self.read_ahead).await
+            let io = &mut junction_core::net::Duplex { writer: &mut self.writer, reader: &mut self.reader };
+            junction_core::net::write_all_reading_ahead(io, &out, &mut self.read_ahead).await
         } else {
             junction_core::net::write_all(&mut self.writer, &out).await
         };

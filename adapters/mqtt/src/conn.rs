@@ -88,8 +88,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         tokio::pin!(timer);
         loop {
             if !self.client.out.is_empty() {
-                if Box::pin(self.write_out()).await.is_err() {
-                    return End::Abnormal;
+                if let Some(end) = Box::pin(self.write_out_reading_ahead()).await {
+                    return end;
                 }
             }
             // A resource alarm stops reading from publishers (TCP back-pressure); their
@@ -146,11 +146,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             };
             if let Some(close) = close {
-                let end = self.say_goodbye(close);
-                let _ = Box::pin(self.write_out()).await;
-                return end;
+                return Box::pin(self.leave(close)).await;
             }
         }
+    }
+
+    /// Writes the output out; meanwhile the client's packets are read ahead (unless the alarm
+    /// blocks it), so that a client that hangs up while we wait on it to read is noticed at once
+    /// (see `net::write_all_reading_ahead`). Then handles what was read ahead, and writes what
+    /// that gave. `Some(end)` once the connection is over.
+    async fn write_out_reading_ahead(&mut self) -> Option<End> {
+        while !self.client.out.is_empty() {
+            let mut ahead = std::collections::VecDeque::new();
+            let written = if self.alarm_cleared.is_some() {
+                junction_core::net::write_all(self.reader.get_mut(), &self.client.out).await
+            } else {
+                junction_core::net::write_all_reading_ahead(&mut self.reader, &self.client.out, &mut ahead).await
+            };
+            self.client.out.clear();
+            if !ahead.is_empty() {
+                self.last_read = Instant::now();
+                self.active(self.last_read);
+            }
+            let mut close = None;
+            for packet in ahead {
+                close = self.on_read(Some(packet)).await;
+                if close.is_some() {
+                    break;
+                }
+            }
+            self.send_ready_acks();
+            if written.is_err() {
+                // What the client said before it went still counts: after a DISCONNECT, its
+                // will is not published.
+                return Some(close.map_or(End::Abnormal, |close| close.end));
+            }
+            if let Some(close) = close {
+                return Some(self.leave(close).await);
+            }
+        }
+        None
+    }
+
+    /// Ends the connection: the DISCONNECT an MQTT 5 client gets, written out.
+    async fn leave(&mut self, close: Close) -> End {
+        let end = self.say_goodbye(close);
+        let _ = self.write_out().await;
+        end
     }
 
     /// The alarm no longer blocks this client (however that was noticed): it is read again,

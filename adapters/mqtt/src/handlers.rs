@@ -39,7 +39,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         close
     }
 
-    async fn on_read(&mut self, packet: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
+    pub(crate) async fn on_read(&mut self, packet: Option<Result<Inbound, crate::codec::DecodeError>>) -> Option<Close> {
         match packet {
             Some(Ok(p)) => self.on_packet(p).await.err(),
             Some(Err(e)) => {

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use futures::Stream;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::Decoder;
 
 /// A reader with no buffer reads this much on the stack first (usually a whole packet: a
@@ -85,6 +85,20 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
             self.buffer.reserve(1);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+    }
+}
+
+/// Writes go to the stream: replies leave on the socket the packets come from (and
+/// `net::write_all_reading_ahead` reads the client's packets while a write waits).
+impl<S: AsyncWrite + Unpin> AsyncWrite for PacketReader<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

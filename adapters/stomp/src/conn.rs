@@ -212,7 +212,8 @@ impl Conn {
                 let written = if blocked {
                     junction_core::net::write_all(wr, &self.out).await
                 } else {
-                    junction_core::net::write_all_reading_ahead(wr, &self.out, reader, &mut read_ahead).await
+                    let io = &mut junction_core::net::Duplex { writer: &mut *wr, reader: &mut *reader };
+                    junction_core::net::write_all_reading_ahead(io, &self.out, &mut read_ahead).await
                 };
                 if written.is_err() {
                     // What the client sent before it went still counts (its last ACKs above
