@@ -29,6 +29,16 @@ pub enum Frame {
     BadMethod(u16, FrameError),
 }
 
+impl Frame {
+    /// The content bytes a body frame holds (what counts when frames are kept a while).
+    pub fn body_len(&self) -> usize {
+        match self {
+            Frame::Body(_, body) => body.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Why the byte stream could not be read as frames: every case is a connection error.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -10,7 +10,8 @@ use crate::session::Session;
 use amq_protocol::protocol::{channel, connection, AMQPClass};
 use futures::{FutureExt, StreamExt};
 use junction_core::ConsumerEvent;
-use std::collections::{HashMap, VecDeque};
+use junction_core::net::{Duplex, ReadAhead};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -31,7 +32,7 @@ pub struct Connection<R, W> {
     heartbeat: Option<Duration>,
     events: junction_core::EventReceiver,
     /// Frames read while a write waited (see `flush`), handled before the reader's next.
-    read_ahead: VecDeque<Result<Frame, FrameError>>,
+    read_ahead: ReadAhead<Frame, FrameError>,
     last_read: Instant,
     last_write: Instant,
     blocked: bool,
@@ -80,7 +81,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             channel_max: negotiated.channel_max,
             heartbeat,
             events: rx,
-            read_ahead: VecDeque::new(),
+            read_ahead: ReadAhead::new(Frame::body_len, |e| matches!(e, FrameError::Io(_))),
             last_read: Instant::now(),
             last_write: Instant::now(),
             blocked: false,
@@ -114,16 +115,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 return end;
             }
             let reading = self.reading();
-            if reading {
-                if let Some(frame) = self.read_ahead.pop_front() {
-                    match self.on_read(Some(frame)).await {
-                        Some(end) => return end,
-                        None => continue,
-                    }
-                }
-            }
             tokio::select! {
-                frame = self.reader.next(), if reading => {
+                frame = self.read_ahead.next(&mut self.reader), if reading => {
                     if let Some(end) = self.on_read(frame).await {
                         return end;
                     }
@@ -200,7 +193,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     /// Handles the frames read ahead of a write that failed: what the client sent before it
     /// went still counts (its last acknowledgements above all); replies go nowhere.
     async fn handle_read_ahead(&mut self) {
-        while let Some(Ok(frame)) = self.read_ahead.pop_front() {
+        while let Some(Ok(frame)) = self.read_ahead.pop() {
             if !matches!(self.on_frame(frame).await, Ok(true)) {
                 break;
             }
@@ -215,12 +208,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return Ok(());
         }
         let out = std::mem::take(&mut self.session.out);
-        let written = if self.reading() {
-            let io = &mut junction_core::net::Duplex { writer: &mut self.writer, reader: &mut self.reader };
-            junction_core::net::write_all_reading_ahead(io, &out, &mut self.read_ahead).await
-        } else {
-            junction_core::net::write_all(&mut self.writer, &out).await
-        };
+        let reading = self.reading();
+        let io = &mut Duplex { writer: &mut self.writer, reader: &mut self.reader };
+        let written = self.read_ahead.write(io, &out, reading).await;
         written.map_err(|_| End::Gone)?;
         self.last_write = Instant::now();
         let mut out = out;
@@ -412,7 +402,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         }
         // Wait briefly for close-ok; anything else is discarded.
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(frame)) = self.reader.next().await {
+            while let Some(Ok(frame)) = self.read_ahead.next(&mut self.reader).await {
                 if let Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) = frame {
                     break;
                 }

@@ -6,6 +6,7 @@ use crate::connect::End;
 use crate::packet::{reason, Inbound, Level, Outbound};
 use crate::reader::{PacketReader, READ_BUFFER};
 use futures::{FutureExt, StreamExt};
+use junction_core::net::ReadAhead;
 use junction_core::registry::CloseReason;
 use junction_core::ConsumerEvent;
 use std::future::Future;
@@ -30,6 +31,19 @@ pub struct Conn<S> {
     pub alarm_cleared: Option<futures::future::BoxFuture<'static, ()>>,
     /// Whether `poll_wake` polled the socket before the consumer events last time.
     pub read_first: bool,
+    /// Packets read while a write waited (see `write_out`), handled before the reader's next;
+    /// none most of the time (boxed: 8 bytes in every connection).
+    pub read_ahead: Option<Box<PacketsReadAhead>>,
+}
+
+type PacketsReadAhead = ReadAhead<Inbound, crate::codec::DecodeError>;
+
+fn packets_read_ahead() -> PacketsReadAhead {
+    let weight = |packet: &Inbound| match packet {
+        Inbound::Publish(publish) => publish.payload.len(),
+        _ => 0,
+    };
+    ReadAhead::new(weight, |e| matches!(e, crate::codec::DecodeError::Io(_)))
 }
 
 /// A connection with no traffic for this long gives its read and write buffers back (an idle
@@ -87,11 +101,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         loop {
-            if !self.client.out.is_empty() {
-                if let Some(end) = Box::pin(self.write_out_reading_ahead()).await {
-                    return end;
-                }
-            }
             // A resource alarm stops reading from publishers (TCP back-pressure); their
             // keep-alive does not run meanwhile, as they cannot be heard.
             if !(self.client.has_published && self.client.mqtt.broker.resources().alarm_raised()) {
@@ -100,6 +109,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             } else if self.alarm_cleared.is_none() {
                 self.alarm_cleared = Some(self.alarm_cleared());
+            }
+            if !self.client.out.is_empty() {
+                if let Some(end) = Box::pin(self.write_out()).await {
+                    return end;
+                }
+                // The write may have taken a while: the alarm is looked at again first.
+                continue;
             }
             let blocked = self.alarm_cleared.is_some();
             let release_at = (!self.buffers_released).then(|| self.last_active + IDLE_AFTER);
@@ -151,47 +167,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Writes the output out; meanwhile the client's packets are read ahead (unless the alarm
-    /// blocks it), so that a client that hangs up while we wait on it to read is noticed at once
-    /// (see `net::write_all_reading_ahead`). Then handles what was read ahead, and writes what
-    /// that gave. `Some(end)` once the connection is over.
-    async fn write_out_reading_ahead(&mut self) -> Option<End> {
-        while !self.client.out.is_empty() {
-            let mut ahead = std::collections::VecDeque::new();
-            let written = if self.alarm_cleared.is_some() {
-                junction_core::net::write_all(self.reader.get_mut(), &self.client.out).await
-            } else {
-                junction_core::net::write_all_reading_ahead(&mut self.reader, &self.client.out, &mut ahead).await
-            };
-            self.client.out.clear();
-            if !ahead.is_empty() {
-                self.last_read = Instant::now();
-                self.active(self.last_read);
-            }
-            let mut close = None;
-            for packet in ahead {
-                close = self.on_read(Some(packet)).await;
-                if close.is_some() {
-                    break;
-                }
-            }
-            self.send_ready_acks();
-            if written.is_err() {
-                // What the client said before it went still counts: after a DISCONNECT, its
-                // will is not published.
-                return Some(close.map_or(End::Abnormal, |close| close.end));
-            }
-            if let Some(close) = close {
-                return Some(self.leave(close).await);
-            }
+    /// Writes the output out; meanwhile the client's packets are read ahead unless the alarm
+    /// blocks it (see `ReadAhead`), to be handled before any newer. `Some(end)` once the
+    /// connection is over.
+    async fn write_out(&mut self) -> Option<End> {
+        let mut ahead = self.read_ahead.take().map_or_else(packets_read_ahead, |ahead| *ahead);
+        let reading = self.alarm_cleared.is_none();
+        let written = ahead.write(&mut self.reader, &self.client.out, reading).await;
+        self.client.out.clear();
+        if written.is_err() {
+            return Some(self.hear_out(ahead).await);
+        }
+        if !ahead.is_empty() {
+            // Heard from: the keep-alive must not run out before these are handled.
+            self.last_read = Instant::now();
+            self.read_ahead = Some(Box::new(ahead));
         }
         None
     }
 
-    /// Ends the connection: the DISCONNECT an MQTT 5 client gets, written out.
+    /// The client is gone: handles what it sent before it went (after a DISCONNECT, its will
+    /// is not published); how the connection ended.
+    async fn hear_out(&mut self, mut ahead: PacketsReadAhead) -> End {
+        while let Some(packet) = ahead.pop() {
+            if let Some(close) = self.on_read(Some(packet)).await {
+                return close.end;
+            }
+        }
+        End::Abnormal
+    }
+
+    /// The oldest packet read ahead of a write.
+    pub(crate) fn pop_read_ahead(&mut self) -> Option<Result<Inbound, crate::codec::DecodeError>> {
+        let ahead = self.read_ahead.as_mut()?;
+        let packet = ahead.pop();
+        if ahead.is_empty() {
+            self.read_ahead = None;
+        }
+        packet
+    }
+
+    /// Ends the connection: the DISCONNECT an MQTT 5 client gets, written out; nothing the
+    /// client sends any more is handled.
     async fn leave(&mut self, close: Close) -> End {
         let end = self.say_goodbye(close);
-        let _ = self.write_out().await;
+        let _ = packets_read_ahead().write(&mut self.reader, &self.client.out, true).await;
+        self.client.out.clear();
         end
     }
 
@@ -255,6 +276,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let blocked = self.alarm_cleared.is_some();
         for read in [self.read_first, !self.read_first] {
             if read && !blocked {
+                if let Some(packet) = self.pop_read_ahead() {
+                    return Poll::Ready(Wake::Read(Box::new(Some(packet))));
+                }
                 if let Poll::Ready(packet) = self.reader.poll_next_unpin(cx) {
                     return Poll::Ready(Wake::Read(Box::new(packet)));
                 }
@@ -281,13 +305,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Box::pin(async move {
             let _ = alarm.wait_for(|raised| !*raised).await;
         })
-    }
-
-    /// Writes the output buffer out and empties it.
-    async fn write_out(&mut self) -> std::io::Result<()> {
-        junction_core::net::write_all(self.reader.get_mut(), &self.client.out).await?;
-        self.client.out.clear();
-        Ok(())
     }
 
     fn active(&mut self, now: Instant) {

@@ -106,6 +106,7 @@ where
         last_active: now,
         buffers_released: false,
         read_first: false,
+        read_ahead: None,
         alarm_cleared: None,
     };
     Some(Box::new(conn))

@@ -32,7 +32,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // ~100 small packets), so a flooding client yields to the other connections on its
             // worker thread, e.g. the subscriber its messages go to.
             tokio::task::consume_budget().await;
-            let Some(next) = self.reader.next().now_or_never() else { break };
+            let next = match self.pop_read_ahead() {
+                Some(packet) => Some(packet),
+                None => match self.reader.next().now_or_never() {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
             close = self.on_read(next).await;
         }
         self.send_ready_acks();

@@ -47,6 +47,16 @@ pub enum Inbound {
     HeartBeat,
 }
 
+impl Inbound {
+    /// The body bytes it holds (what counts when frames are kept a while).
+    pub fn body_len(&self) -> usize {
+        match self {
+            Inbound::Frame(frame) => frame.body.len(),
+            Inbound::HeartBeat => 0,
+        }
+    }
+}
+
 /// Decodes client frames and encodes server frames for one connection.
 #[derive(Debug)]
 pub struct StompCodec {

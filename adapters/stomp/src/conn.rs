@@ -11,7 +11,8 @@ use bytes::{BufMut, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use junction_core::{ChannelCredit, CoreError};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use junction_core::net::{Duplex, ReadAhead};
+use std::collections::{BTreeMap, HashMap};
 use junction_core::registry::{Counted, Link};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -202,24 +203,16 @@ impl Conn {
         let (send_every, expect_every) = (self.session.send_every, self.session.expect_every);
         let (mut last_read, mut last_write) = (Instant::now(), Instant::now());
         // Frames read while a write waited, handled before the reader's next.
-        let mut read_ahead = VecDeque::new();
+        let mut read_ahead = ReadAhead::new(Inbound::body_len, |e| matches!(e, CodecError::Io(_)));
         loop {
-            // A memory or disk alarm stops reading from publishers (TCP back-pressure), as for
-            // AMQP; connections that only consume keep going so that queues drain.
-            let blocked = self.has_published && *alarm.borrow();
             if !self.out.is_empty() {
-                // Reading ahead meanwhile notices a client that hangs up while we wait on it.
-                let written = if blocked {
-                    junction_core::net::write_all(wr, &self.out).await
-                } else {
-                    let io = &mut junction_core::net::Duplex { writer: &mut *wr, reader: &mut *reader };
-                    junction_core::net::write_all_reading_ahead(io, &self.out, &mut read_ahead).await
-                };
-                if written.is_err() {
+                let io = &mut Duplex { writer: &mut *wr, reader: &mut *reader };
+                if read_ahead.write(io, &self.out, !self.blocked(alarm)).await.is_err() {
                     // What the client sent before it went still counts (its last ACKs above
                     // all); replies go nowhere.
-                    while let Some(item) = read_ahead.pop_front() {
-                        if !self.on_read(Some(item)) || self.closing {
+                    while !self.closing {
+                        let Some(item) = read_ahead.pop() else { break };
+                        if !self.on_read(Some(item)) {
                             break;
                         }
                     }
@@ -231,21 +224,13 @@ impl Conn {
             if self.closing {
                 return;
             }
-            if !blocked {
-                if let Some(item) = read_ahead.pop_front() {
-                    last_read = Instant::now();
-                    if !self.on_read(Some(item)) {
-                        return;
-                    }
-                    continue;
-                }
-            }
+            let blocked = self.blocked(alarm);
             // A client gets twice its promised interval before it counts as gone (not while we
             // are the ones not reading).
             let read_deadline = expect_every.filter(|_| !blocked).map(|d| last_read + d * 2);
             let beat_at = send_every.map(|d| last_write + d);
             tokio::select! {
-                item = reader.next(), if !blocked => {
+                item = read_ahead.next(reader), if !blocked => {
                     last_read = Instant::now();
                     if !self.on_read(item) {
                         return;
@@ -271,6 +256,12 @@ impl Conn {
                 Ok(()) = alarm.changed() => last_read = Instant::now(),
             }
         }
+    }
+
+    /// A memory or disk alarm stops reading from publishers (TCP back-pressure), as for AMQP;
+    /// connections that only consume keep going so that queues drain.
+    fn blocked(&self, alarm: &watch::Receiver<bool>) -> bool {
+        self.has_published && *alarm.borrow()
     }
 
     /// What the reader gave; false at the end of the client's input.
