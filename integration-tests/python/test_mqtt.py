@@ -11,6 +11,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from helpers import wait_message_count
+
 pytestmark = pytest.mark.junction_only
 
 VERSIONS = {"3.1": mqtt.MQTTv31, "3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
@@ -203,11 +205,7 @@ def test_a_client_that_shuts_its_socket_down_mid_delivery_is_heard_out(broker):
     packet_ids = [body[2 + int.from_bytes(body[:2], "big"):][:2] for body in publishes[:10]]
     s.sendall(b"".join(b"\x40\x02" + pid for pid in packet_ids) + b"\xe0\x00")
     s.shutdown(socket.SHUT_RDWR)
-    deadline = time.monotonic() + WAIT
-    while ch.queue_declare("mqtt-session-stall", passive=True).method.message_count != 80 - 10:
-        assert time.monotonic() < deadline, "unacknowledged messages not back: %d" % (
-            ch.queue_declare("mqtt-session-stall", passive=True).method.message_count)
-        time.sleep(0.1)
+    wait_message_count(ch, "mqtt-session-stall", 80 - 10, timeout=WAIT)  # the unacknowledged back
     time.sleep(0.3)
     assert watcher.messages == [], "DISCONNECT came before the hang-up: no will"
     s.close()

@@ -11,6 +11,8 @@ import pytest
 import stomp
 from paho.mqtt.enums import CallbackAPIVersion
 
+from helpers import wait_message_count
+
 pytestmark = pytest.mark.junction_only
 WAIT = 10
 CONNECTIONS = {"1.0": stomp.Connection10, "1.1": stomp.Connection11, "1.2": stomp.Connection12}
@@ -279,11 +281,7 @@ def test_a_client_that_shuts_its_socket_down_mid_delivery_gets_its_unacked_messa
     got = read_message_frames(s, 10)
     s.sendall(b"".join(b"ACK\nid:%s\n\n\x00" % h["ack"].encode() for h in got))
     s.shutdown(socket.SHUT_RDWR)
-    deadline = time.monotonic() + WAIT
-    while ch.queue_declare("stalled", passive=True).method.message_count != 1024 - 10:
-        assert time.monotonic() < deadline, "unacknowledged messages not back: %d" % (
-            ch.queue_declare("stalled", passive=True).method.message_count)
-        time.sleep(0.1)
+    wait_message_count(ch, "stalled", 1024 - 10, timeout=WAIT)  # the unacknowledged back
     _, _, first = ch.basic_get("stalled", auto_ack=True)
     assert first.startswith(b"m00010")
     s.close()
