@@ -89,7 +89,7 @@ impl<S: AsyncRead + Unpin> PacketReader<S> {
 }
 
 /// Writes go to the stream: replies leave on the socket the packets come from (and
-/// `net::write_all_reading_ahead` reads the client's packets while a write waits).
+/// `net::ReadAhead::write` reads the client's packets while a write waits).
 impl<S: AsyncWrite + Unpin> AsyncWrite for PacketReader<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
